@@ -1,0 +1,339 @@
+"""The LightningDataModule for image classification (CIFAR-10/100, ImageFolder trees, ImageNet).
+
+Splits, as in the paper's fine-tuning setup (and the official vit_jax configs, which hold out 2% of
+the training split as "minival" for hyper-parameter selection):
+
+* ``train_set``: the official training split minus a seeded dev hold-out (``val_fraction``),
+  optionally reduced to a class-balanced seeded subset of ``train_size`` images;
+* ``val_set``: the dev hold-out (``None`` when ``val_fraction == 0``);
+* ``test_set``: the official test split (``val/`` for ImageNet), never used for selection;
+* :meth:`ImageClassificationDataModule.fewshot_pool`: the whole training split, evaluation
+  transform, for the paper's few-shot linear probes.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable
+
+import lightning
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .sources import DATASETS, EXPECTED_CLASSES, DataSource, resolve_source
+from .transforms import build_transform
+
+__all__ = ["ImageClassificationDataModule", "TensorImageDataset", "FileImageDataset", "balanced_order"]
+
+
+class TensorImageDataset(Dataset):
+    """Images already decoded in memory.
+
+    Args:
+        images: uint8 tensor ``(N, 3, H, W)`` (shared, not copied).
+        labels: int64 tensor ``(N,)``.
+        indices: which rows this dataset exposes, in order (None: all N).
+        transform: maps a uint8 ``(3, H, W)`` tensor to a float32 ``(3, S, S)`` tensor
+            (see :func:`vitrepro.data.transforms.build_transform`).
+
+    Items: ``(image float32 (3, S, S) in [-1, 1], label int)``.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, indices: np.ndarray | None, transform: Callable):
+        self.images = images
+        self.labels = labels
+        self.indices = np.arange(len(labels), dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return int(self.indices.shape[0])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        j = int(self.indices[i])
+        return self.transform(self.images[j]), int(self.labels[j])
+
+
+class FileImageDataset(Dataset):
+    """Image files decoded on access with PIL (any size / mode; converted to RGB).
+
+    Equivalent to ``torchvision.datasets.ImageFolder`` restricted to ``indices`` (same file order
+    and labels: the list comes from :meth:`vitrepro.data.sources.DataSource.samples`).
+
+    Args:
+        samples: ``(path, label)`` pairs.
+        indices: which pairs this dataset exposes, in order (None: all).
+        transform: maps a PIL image to a float32 ``(3, S, S)`` tensor.
+
+    Items: ``(image float32 (3, S, S) in [-1, 1], label int)``.
+    """
+
+    def __init__(self, samples: list[tuple[str, int]], indices: np.ndarray | None, transform: Callable):
+        self.samples = samples
+        self.indices = np.arange(len(samples), dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return int(self.indices.shape[0])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        path, label = self.samples[int(self.indices[i])]
+        with Image.open(path) as im:
+            img = im.convert("RGB")
+        return self.transform(img), int(label)
+
+
+def balanced_order(labels: np.ndarray, seed: int) -> np.ndarray:
+    """A seeded, class-interleaved ordering of all indices.
+
+    Each class's indices are shuffled (``numpy.random.default_rng(seed)``), then taken round-robin:
+    the first image of every class (classes in a seeded order), then the second of every class, and
+    so on; a class that runs out is skipped. Any contiguous run of n positions therefore holds
+    ``floor(n/C)`` or ``ceil(n/C)`` images of each class (while no class has run out), and prefixes
+    are nested: the first n are contained in the first m > n.
+
+    Args:
+        labels: int64 ``(N,)``.
+        seed: RNG seed.
+
+    Returns:
+        int64 ``(N,)``, a permutation of ``0..N-1``.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    present = np.unique(labels)
+    class_pos = np.empty(int(present.max()) + 1 if present.size else 0, dtype=np.int64)
+    class_pos[present] = rng.permutation(present.size)
+    rank = np.empty(labels.shape[0], dtype=np.int64)
+    for c in present:
+        idx = np.flatnonzero(labels == c)
+        rank[rng.permutation(idx)] = np.arange(idx.size)
+    key = rank * max(present.size, 1) + class_pos[labels] if labels.size else rank
+    return np.argsort(key, kind="stable").astype(np.int64)
+
+
+class ImageClassificationDataModule(lightning.LightningDataModule):
+    """Image-classification data for ViT training, fine-tuning and few-shot evaluation.
+
+    Args:
+        dataset: ``"cifar10"``, ``"cifar100"``, ``"imagefolder"`` or ``"imagenet"`` (an ImageFolder
+            tree with ``train/`` and ``val/``).
+        root: data root (see :func:`vitrepro.data.sources.resolve_source` for the layouts: official
+            CIFAR python batches or an ImageFolder tree). ``None``: for cifar10, the bundled
+            400+200-image sample (offline default). (The CLI maps ``--data-root``/``VITREPRO_DATA`` here.)
+        download: cifar10/cifar100 only: fetch the python batches with torchvision into ``root``
+            (``./data`` when no root) if absent. Happens in ``__init__``.
+        img_size: side of the square images produced, in pixels (32 for CIFAR from scratch; the
+            paper fine-tunes at 384).
+        batch_size: training batch size (per process under DDP).
+        eval_batch_size: validation/test batch size (default ``batch_size``).
+        num_workers: DataLoader worker processes (0 = load in the main process).
+        train_size: if set, train on a class-balanced seeded subset of this many images of the
+            non-dev part (nested across sizes for a fixed seed).
+        val_fraction: fraction of the training split held out as the dev set, in [0, 1); 0.02 as
+            the official vit_jax "minival" split. The hold-out is class-balanced and seeded.
+        train_augment: training preset of :func:`vitrepro.data.transforms.build_transform`:
+            ``"pad_crop"``, ``"inception_crop"``, ``"flip"`` or ``"none"``.
+        seed: seed of the dev split and of the train subset (not of the augmentation, which uses
+            torch's RNG as seeded by ``lightning.seed_everything``).
+        cache_in_memory: decode the whole train and test splits once into uint8 tensors
+            (process-wide cache shared by all DataModules) and augment tensors. ``None``: True for
+            cifar10/cifar100, False otherwise (then files are decoded per item with PIL). Python
+            batches are always held in memory.
+
+    Attributes (after construction): ``source`` (:class:`~vitrepro.data.sources.DataSource`),
+    ``classes`` (names in label order), ``num_classes``. After :meth:`setup`: ``train_set``,
+    ``val_set`` (or None), ``test_set``, and the index arrays ``train_indices`` / ``val_indices``
+    into the full training split.
+
+    Every item is ``(image float32 (3, img_size, img_size) in [-1, 1], label int)``; pixels are
+    normalized as the official vit_jax input pipeline, ``(x - 127.5) / 127.5``.
+
+    Raises:
+        ValueError: unknown dataset or preset (message lists the allowed values), missing root for
+            a non-cifar10 dataset, a root with neither layout, a class-count mismatch,
+            ``val_fraction`` outside [0, 1), bad sizes; in :meth:`setup`: ``train_size`` larger
+            than the images available (message names both numbers).
+        FileNotFoundError: ``root`` does not exist.
+    """
+
+    def __init__(
+        self,
+        dataset: str = "cifar10",
+        root: str | None = None,
+        download: bool = False,
+        img_size: int = 32,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        train_size: int | None = None,
+        val_fraction: float = 0.02,
+        train_augment: str = "pad_crop",
+        seed: int = 0,
+        cache_in_memory: bool | None = None,
+    ) -> None:
+        super().__init__()
+        if dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {dataset!r}; allowed values: {', '.join(DATASETS)}")
+        if not 0.0 <= float(val_fraction) < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
+        if int(batch_size) < 1 or (eval_batch_size is not None and int(eval_batch_size) < 1):
+            raise ValueError(f"batch sizes must be >= 1, got batch_size={batch_size!r}, eval_batch_size={eval_batch_size!r}")
+        if train_size is not None and int(train_size) < 1:
+            raise ValueError(f"train_size must be >= 1 or None, got {train_size!r}")
+        if int(num_workers) < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers!r}")
+        self.dataset = dataset
+        self.img_size = int(img_size)
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size) if eval_batch_size is not None else self.batch_size
+        self.num_workers = int(num_workers)
+        self.train_size = None if train_size is None else int(train_size)
+        self.val_fraction = float(val_fraction)
+        self.train_augment = train_augment
+        self.seed = int(seed)
+        self.cache_in_memory = (dataset in EXPECTED_CLASSES) if cache_in_memory is None else bool(cache_in_memory)
+        # Build the pipelines now so that a bad preset / size fails at construction.
+        self.train_transform = build_transform(train_augment, self.img_size, train=True)
+        self.eval_transform = build_transform(train_augment, self.img_size, train=False)
+
+        self.root = root
+        self.source: DataSource = resolve_source(dataset, root, download=download)
+        self.classes: list[str] = list(self.source.classes)
+        self.num_classes: int = self.source.num_classes
+
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+        self.train_indices: np.ndarray | None = None
+        self.val_indices: np.ndarray | None = None
+        self._pool: Dataset | None = None
+
+    # ------------------------------------------------------------------ splits
+
+    def split_indices(self) -> tuple[np.ndarray, np.ndarray]:
+        """Indices into the full training split: ``(train, dev)``, both int64 and disjoint.
+
+        The dev set is the first ``round(val_fraction * N)`` positions of
+        :func:`balanced_order` (labels, seed); the train set is the rest, or, with ``train_size``,
+        the next ``train_size`` positions (so subsets are class-balanced and nested). Labels only,
+        no decoding.
+
+        Raises:
+            ValueError: ``train_size`` larger than the non-dev images available (names both), or a
+                split that leaves no training image.
+        """
+        labels = self.fewshot_pool_labels()
+        n = labels.shape[0]
+        n_val = int(round(self.val_fraction * n))
+        order = balanced_order(labels, self.seed)
+        available = n - n_val
+        if self.train_size is not None:
+            if self.train_size > available:
+                raise ValueError(
+                    f"train_size={self.train_size} is larger than the {available} training images available "
+                    f"({n} in the training split minus {n_val} held out for dev with val_fraction={self.val_fraction})"
+                )
+            train = order[n_val : n_val + self.train_size]
+        else:
+            train = order[n_val:]
+        if train.size == 0:
+            raise ValueError(f"no training images left: {n} in the split, {n_val} held out (val_fraction={self.val_fraction})")
+        return train.copy(), order[:n_val].copy()
+
+    def _dataset(self, split: str, indices: np.ndarray | None, transform: Callable) -> Dataset:
+        if self.cache_in_memory or not self.source.is_tree:
+            images, labels = self.source.load_tensors(split)
+            return TensorImageDataset(images, labels, indices, transform)
+        return FileImageDataset(self.source.samples(split), indices, transform)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build ``train_set``, ``val_set`` (None if ``val_fraction == 0``) and ``test_set``.
+
+        Idempotent: later calls (any stage) return at once. With ``cache_in_memory`` the train and
+        test splits are decoded here (once per process; 50k CIFAR JPEGs take a few seconds).
+
+        Raises:
+            ValueError: see :meth:`split_indices`; images of different sizes with ``cache_in_memory``.
+        """
+        if self.train_set is not None:
+            return
+        train_idx, val_idx = self.split_indices()
+        self.train_indices, self.val_indices = train_idx, val_idx
+        self.test_set = self._dataset("test", None, self.eval_transform)
+        self.val_set = self._dataset("train", val_idx, self.eval_transform) if val_idx.size else None
+        self.train_set = self._dataset("train", train_idx, self.train_transform)
+
+    # ------------------------------------------------------------------ loaders
+
+    def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
+        drop_last = train
+        if train and len(dataset) < batch_size:
+            warnings.warn(
+                f"training set of {len(dataset)} images is smaller than batch_size={batch_size}: "
+                f"keeping the partial batch (drop_last=False)",
+                stacklevel=3,
+            )
+            drop_last = False
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=train,
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled loader over ``train_set``, ``batch_size``, ``drop_last=True`` (unless the set is
+        smaller than one batch). Batches: images float32 ``(B, 3, S, S)``, labels int64 ``(B,)``.
+        Under DDP Lightning inserts the DistributedSampler itself."""
+        self.setup()
+        return self._loader(self.train_set, self.batch_size, train=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        """Loader over the dev set (``eval_batch_size``, not shuffled), or ``[]`` when
+        ``val_fraction == 0`` (Lightning then skips validation)."""
+        self.setup()
+        if self.val_set is None:
+            return []
+        return self._loader(self.val_set, self.eval_batch_size, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """Loader over the official test split (``eval_batch_size``, not shuffled)."""
+        self.setup()
+        return self._loader(self.test_set, self.eval_batch_size, train=False)
+
+    # ------------------------------------------------------------------ few-shot
+
+    def fewshot_pool(self) -> Dataset:
+        """The full training split (train + dev, in dataset order) with the evaluation transform.
+
+        Items ``(float32 (3, img_size, img_size) in [-1, 1], int)``; labels equal
+        :meth:`fewshot_pool_labels` in the same order. For the paper's few-shot linear probes.
+        """
+        if self._pool is None:
+            self._pool = self._dataset("train", None, self.eval_transform)
+        return self._pool
+
+    def fewshot_pool_labels(self) -> np.ndarray:
+        """int64 labels ``(N,)`` of :meth:`fewshot_pool`, same order, without decoding images."""
+        return np.asarray(self.source.labels("train"), dtype=np.int64)
+
+    # ------------------------------------------------------------------ description
+
+    def describe(self) -> str:
+        """One line naming the data copy and the split, e.g. ``"cifar10 ImageFolder JPEG tree at
+        /abs/cifar10-jpeg (train 50000, test 10000, fingerprint 3fa2c1d9e0b1); split train 49000 /
+        dev 1000 (val_fraction 0.02, seed 0)"``. Stat and labels only, no decoding of trees."""
+        n = self.source.count("train")
+        n_val = int(round(self.val_fraction * n))
+        n_train = self.train_size if self.train_size is not None else n - n_val
+        subset = f", train_size {self.train_size}" if self.train_size is not None else ""
+        return (
+            f"{self.source.describe()}; split train {n_train} / dev {n_val} "
+            f"(val_fraction {self.val_fraction:g}, seed {self.seed}{subset})"
+        )
