@@ -1,0 +1,124 @@
+"""The runner end to end: smoke runs of every experiment, resume after an interrupt, DDP on 2 CPU
+processes, a short run on the real CIFAR-10 copy, and the provenance of committed results."""
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from vitrepro.cli import main
+from vitrepro.tasks import ClassificationTask
+
+ROOT = Path(__file__).resolve().parents[1]
+POS_EMB = ROOT / "experiments" / "pos_emb_ablation.yaml"
+CIFAR_JPEG = ROOT.parent / "shared" / "data" / "cifar10-jpeg"
+PROVENANCE = ("command", "hardware", "wall_s", "data", "finished_at")
+
+
+@pytest.fixture(autouse=True)
+def no_data_env(monkeypatch):
+    monkeypatch.delenv("VITREPRO_DATA", raising=False)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_experiment_runs_at_smoke_scale(path, tmp_path):
+    assert main(["run", str(path), "--scale", "smoke", "--results-dir", str(tmp_path)]) == 0
+    runs = pd.read_csv(next(tmp_path.glob("*/runs.csv")))
+    assert len(runs) >= 1 and runs["run_id"].is_unique
+    assert runs[["top1", "fewshot_5"]].notna().all().all()
+    assert runs["top1"].between(0, 1).all() and runs["fewshot_5"].between(0, 1).all()
+    assert runs[list(PROVENANCE)].notna().all().all()
+    assert runs["data"].str.contains("bundled sample").all()
+
+
+def test_smoke_writes_rows_table_and_per_run_files(tmp_path):
+    assert main(["run", str(POS_EMB), "--results-dir", str(tmp_path)]) == 0
+    out = tmp_path / "pos_emb_ablation"
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == 8 and set(runs["scale"]) == {"smoke"}
+    assert set(zip(runs["posemb"], runs["posemb_placement"])) == {
+        ("none", "stem"), ("learned_1d", "stem"), ("learned_1d", "every_layer"), ("learned_1d", "every_layer_shared"),
+        ("learned_2d", "stem"), ("learned_2d", "every_layer"), ("learned_2d", "every_layer_shared"), ("relative", "stem")}
+    assert (runs["steps"] == 3).all() and (runs["params"] > 0).all() and (runs["gflops"] > 0).all()
+    assert runs["command"].iloc[0].startswith("vitrepro run ")
+    table = (out / "table8_smoke.md").read_text()
+    assert "| None |" in table and "61.38" in table
+    assert (out / "table8_smoke.png").stat().st_size > 10_000
+    run_dir = out / "runs" / runs["run_id"].iloc[0]
+    assert (run_dir / "config.yaml").exists() and (run_dir / "logs" / "metrics.csv").exists()
+    assert (run_dir / "checkpoints" / "last.ckpt").exists()
+
+
+def test_interrupted_experiment_resumes_without_loss_or_duplicates(tmp_path, monkeypatch):
+    """Ctrl-C in the third run; the same command again skips two, resumes the third from its checkpoint."""
+    original = ClassificationTask.training_step
+    calls = {"n": 0}
+
+    def interrupting_step(self, batch, batch_idx):
+        calls["n"] += 1
+        if calls["n"] == 3 * 3 - 1:  # runs 1 and 2 take 3 steps each; stop in the middle of run 3
+            raise KeyboardInterrupt
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(ClassificationTask, "training_step", interrupting_step)
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit):
+            main(["run", str(POS_EMB), "--results-dir", str(tmp_path)])
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores SIGINT after an interrupt
+    csv = tmp_path / "pos_emb_ablation" / "runs.csv"
+    before = pd.read_csv(csv)
+    assert len(before) == 2
+    third = next(d for d in (tmp_path / "pos_emb_ablation" / "runs").iterdir() if d.name.startswith("learned_1d-every_layer-"))
+    assert (third / "checkpoints" / "last.ckpt").exists()
+
+    monkeypatch.setattr(ClassificationTask, "training_step", original)
+    assert main(["run", str(POS_EMB), "--results-dir", str(tmp_path)]) == 0
+    after = pd.read_csv(csv)
+    assert len(after) == 8 and after["run_id"].is_unique
+    pd.testing.assert_frame_equal(after.iloc[:2], before, check_dtype=False)
+    resumed = after.set_index("run_id").loc[third.name]
+    assert bool(resumed["resumed"]) and resumed["steps"] == 3
+    assert main(["run", str(POS_EMB), "--results-dir", str(tmp_path)]) == 0  # all finished: nothing changes
+    pd.testing.assert_frame_equal(pd.read_csv(csv), after)
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes(tmp_path):
+    """Lightning's DDP (gloo) with 2 processes: each rank runs the grid, rank 0 alone writes the rows."""
+    cmd = [sys.executable, "-m", "vitrepro", "run", str(POS_EMB), "--cell", "0,7", "--results-dir", str(tmp_path),
+           "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = pd.read_csv(tmp_path / "pos_emb_ablation" / "runs.csv")
+    assert len(runs) == 2 and runs["run_id"].is_unique
+    assert (runs["devices"] == 2).all() and (runs["steps"] == 3).all()
+    assert list(runs["posemb"]) == ["none", "relative"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CIFAR_JPEG.exists(), reason=f"real CIFAR-10 copy not at {CIFAR_JPEG}")
+def test_short_run_on_real_cifar10(tmp_path):
+    assert main(["run", str(POS_EMB), "--scale", "cpu", "--data-root", str(CIFAR_JPEG), "--cell", "1",
+                 "--results-dir", str(tmp_path), "--trainer.max_steps=10", "--trainer.limit_val_batches=2"]) == 0
+    row = pd.read_csv(tmp_path / "pos_emb_ablation" / "runs.csv").iloc[0]
+    assert row["train_images"] == 49_000 and row["steps"] == 10
+    assert "cifar10 ImageFolder JPEG tree" in row["data"] and "test 10000" in row["data"]
+    for k in ("top1", "fewshot_1", "fewshot_5", "fewshot_10", "fewshot_25"):
+        assert 0.0 <= row[k] <= 1.0
+
+
+COMMITTED = sorted((ROOT / "results").glob("*/runs.csv"))
+
+
+@pytest.mark.parametrize("csv", COMMITTED, ids=lambda p: p.parent.name)
+def test_committed_results_carry_their_provenance(csv):
+    runs = pd.read_csv(csv)
+    assert len(runs) and runs["run_id"].is_unique
+    assert runs[list(PROVENANCE)].notna().all().all()
+    assert runs["command"].str.startswith("vitrepro run experiments/").all()
+    for scale in set(runs["scale"]):
+        assert (csv.parent / f"table8_{scale}.md").exists() or csv.parent.name != "pos_emb_ablation"

@@ -1,0 +1,185 @@
+"""``vitrepro``: run the paper's experiments and regenerate their tables.
+
+  vitrepro run experiments/pos_emb_ablation.yaml [--scale smoke|local|cpu|paper] [--data-root DIR]
+               [--download] [--results-dir results] [--dry-run] [--cell 0,3] [--<section>.<key>=<value> ...]
+  vitrepro report experiments/pos_emb_ablation.yaml [--scale S] [--results-dir results]
+  vitrepro models [PATTERN]
+
+``--<section>.<key>=<value>`` overrides any config entry after the scale and grid, e.g.
+``--trainer.devices=2 --trainer.strategy=ddp --trainer.precision=bf16-mixed --optim.lr=3e-4``;
+values are parsed as YAML. ``--data-root`` (or the environment variable ``VITREPRO_DATA``) sets
+``data.root`` for every run. Errors print one line and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DATA_ROOT_ENV = "VITREPRO_DATA"
+DATA_ROOT_PLACEHOLDER = "${VITREPRO_DATA}"
+
+
+def parse_overrides(tokens: list[str]) -> dict[str, Any]:
+    """``["--trainer.devices=2", "--optim.lr", "3e-4"]`` -> ``{"trainer.devices": 2, "optim.lr": 3e-4}``.
+    Raises ``ValueError`` for a token that is not ``--<section>.<key>[=<value>]``."""
+    out, i = {}, 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if not tok.startswith("--") or "." not in tok.split("=", 1)[0]:
+            raise ValueError(f"unrecognized argument {tok!r}: overrides look like --<section>.<key>=<value>")
+        if "=" in tok:
+            key, value = tok[2:].split("=", 1)
+        elif i + 1 < len(tokens) and not tokens[i + 1].startswith("--"):
+            key, value = tok[2:], tokens[i + 1]
+            i += 1
+        else:
+            raise ValueError(f"override {tok!r} has no value")
+        out[key] = yaml.safe_load(value)
+        i += 1
+    return out
+
+
+def _cells(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected grid cell indices like 0,3, got {text!r}") from None
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vitrepro", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="train and evaluate the runs of an experiment file")
+    report = sub.add_parser("report", help="rewrite an experiment's table and figure from its runs.csv")
+    for p in (run, report):
+        p.add_argument("config", help="experiment YAML, e.g. experiments/pos_emb_ablation.yaml")
+        p.add_argument("--scale", help="a scale named in the file (default: its default_scale)")
+        p.add_argument("--results-dir", default="results", help="where <experiment>/runs.csv goes")
+    run.add_argument("--data-root", help=f"data set root (default ${DATA_ROOT_ENV}; none = bundled sample)")
+    run.add_argument("--download", action="store_true", help="let torchvision download CIFAR into --data-root")
+    run.add_argument("--dry-run", action="store_true", help="print the expanded runs and exit")
+    run.add_argument("--cell", type=_cells, help="run only these grid cells, 0-based, e.g. 0,3 (a job array "
+                     "can give each job one cell; all write to the same runs.csv)")
+    models = sub.add_parser("models", help="list the registered model variants")
+    models.add_argument("pattern", nargs="?", default="*")
+    return parser
+
+
+def _resolve_data_root(runs, args, exp) -> None:
+    """Apply --data-root / $VITREPRO_DATA and --download; refuse a run that still needs a data root."""
+    from .experiments.spec import ExperimentError
+
+    root = args.data_root or os.environ.get(DATA_ROOT_ENV)
+    for r in runs:
+        if root:
+            r.config["data"]["root"] = root
+        if args.download:
+            r.config["data"]["download"] = True
+        if r.config["data"].get("root") == DATA_ROOT_PLACEHOLDER:
+            if args.dry_run:
+                continue
+            raise ExperimentError(f"{exp.path}: scale {r.scale}: key 'data.root' needs a data set: pass "
+                                  f"--data-root DIR or set {DATA_ROOT_ENV} (allowed layouts: an ImageFolder "
+                                  "tree with train/ and test/, or CIFAR python batches)")
+
+
+def _check_data(runs, exp) -> None:
+    """Open each distinct data config once (cheap: finds the layout, counts classes) before training."""
+    from .data import ImageClassificationDataModule
+    from .experiments.spec import ExperimentError
+
+    seen = set()
+    for r in runs:
+        key = repr(sorted(r.config["data"].items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            ImageClassificationDataModule(**r.config["data"])
+        except (ValueError, FileNotFoundError, RuntimeError) as e:
+            msg = " ".join(str(e).split())
+            raise ExperimentError(f"{exp.path}: scale {r.scale}: key 'data': {msg}") from None
+
+
+def cmd_run(args, extra: list[str], argv: list[str]) -> int:
+    from .experiments import Experiment, describe_runs, run_experiment
+
+    exp = Experiment(args.config)
+    runs = exp.expand(args.scale, parse_overrides(extra))
+    if args.cell:
+        bad = [i for i in args.cell if not 0 <= i < len(runs)]
+        if bad:
+            raise ValueError(f"{exp.path}: --cell {bad[0]} is out of range: the grid has cells 0..{len(runs) - 1}")
+        runs = [runs[i] for i in args.cell]
+    _resolve_data_root(runs, args, exp)
+    if args.dry_run:
+        print(describe_runs(runs), end="")
+        print(f"# {len(runs)} runs of {exp.name} at scale {runs[0].scale}; results would go to "
+              f"{Path(args.results_dir) / exp.name / 'runs.csv'}")
+        return 0
+    _check_data(runs, exp)
+    path = run_experiment(exp, runs, Path(args.results_dir), argv=argv)
+    print(f"results: {path}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .experiments import Experiment
+    from .experiments.runner import _write_report
+
+    exp = Experiment(args.config)
+    scale = args.scale or exp.default_scale
+    exp.check_scale(scale)
+    runs_csv = Path(args.results_dir) / exp.name / "runs.csv"
+    if not runs_csv.exists():
+        raise FileNotFoundError(f"{runs_csv}: no runs yet; run `vitrepro run {args.config}` first")
+    for p in _write_report(exp, runs_csv, scale):
+        print(f"wrote {p}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from .models import list_models, model_defaults
+
+    for name in list_models(args.pattern):
+        d = model_defaults(name)
+        print(f"{name:12s} img {d.get('img_size')}  width {d.get('width')}  depth {d.get('depth')}  "
+              f"heads {d.get('num_heads')}  mlp {d.get('mlp_dim')}  patch {d.get('patch_size')}")
+    return 0
+
+
+def _quiet() -> None:
+    """Keep Lightning's progress facts (GPU available, tips) out of the log; warnings still show."""
+    import logging
+    import warnings
+
+    import lightning  # noqa: F401  (importing it sets its loggers to INFO; lower them afterwards)
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*")  # lightning vs torch 2.14 deprecation
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if os.environ.get("VITREPRO_VERBOSE") != "1":
+        _quiet()
+    args, extra = _build_parser().parse_known_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args, extra, argv)
+        if extra:
+            raise ValueError(f"unrecognized arguments: {' '.join(extra)}")
+        return cmd_report(args) if args.command == "report" else cmd_models(args)
+    except (ValueError, FileNotFoundError) as e:  # ExperimentError is a ValueError
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
