@@ -144,12 +144,11 @@ def cmd_report(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .models import list_models, model_defaults
+    from .models import list_models, model_defaults, model_family
 
     for name in list_models(args.pattern):
-        d = model_defaults(name)
-        print(f"{name:12s} img {d.get('img_size')}  width {d.get('width')}  depth {d.get('depth')}  "
-              f"heads {d.get('num_heads')}  mlp {d.get('mlp_dim')}  patch {d.get('patch_size')}")
+        fields = "  ".join(f"{k} {v}" for k, v in model_defaults(name).items() if k != "num_classes")
+        print(f"{name:14s} {model_family(name):7s} {fields}")
     return 0
 
 

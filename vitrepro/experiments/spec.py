@@ -26,7 +26,7 @@ import yaml
 from jsonargparse import ArgumentParser
 
 from ..data import ImageClassificationDataModule
-from ..models import vit_config
+from ..models import model_config
 from ..tasks import OptimConfig
 
 TOP_KEYS = ("name", "description", "report", "default_scale", "base", "grid", "scales")
@@ -109,7 +109,7 @@ def validate_run_config(cfg: dict, where: str) -> dict:
     if "name" not in model:
         raise ExperimentError(f"{where}: key 'model.name' is required (e.g. ViT-B/16, ViT-C/4)")
     try:
-        vit_config(model.pop("name"), **{k: v for k, v in model.items() if k not in ("num_classes",)})
+        model_config(model.pop("name"), **{k: v for k, v in model.items() if k not in ("num_classes",)})
     except (ValueError, TypeError) as e:
         raise ExperimentError(f"{where}: key 'model': {_one_line(e)}") from None
     trainer = dict(cfg.get("trainer") or {})

@@ -4,15 +4,26 @@ Names follow the paper: ``ViT-{Ti,S,B,L,H}/{14,16,32}`` (Table 1; Ti and S from 
 ``ViT-b/32`` (Fig. 4: ViT-B with every hidden size halved), and small CIFAR variants at 32x32 with
 4x4 patches: ``ViT-C/4`` (the seeds' example: P=4, D=128, z0 of 65 x 128), ``ViT-Ti/4``, ``ViT-S/4``.
 Any other ``ViT-<variant>/<patch>`` string is decoded as big_vision's ``decode_variant`` does.
+
+BiT ResNets (Sec. 4.1, Table 6): ``R50x1, R50x2, R101x1, R101x3, R152x1, R152x2, R152x4, R200x3``
+(``R<depth>x<width factor>``; any depth of ``BIT_DEPTHS`` decodes). Hybrids (Sec. 3.1, Table 6):
+``R50+ViT-{B,L}/16`` (R50 with stage 4 folded into stage 3, blocks 3,4,9, total stride 16) and
+``R50+ViT-{B,L}/32`` (blocks 3,4,6,3, stride 32), both with 1x1 patches of the feature map.
+
+Every family has a config dataclass (``ViTConfig``, ``BiTConfig``, ``HybridConfig``) whose fields are the
+allowed overrides; ``model_config`` validates them without building weights.
 """
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import re
 from typing import Any, Callable
 
 from torch import nn
 
+from .bit import BIT_DEPTHS, BiTResNet
+from .hybrid import HybridVisionTransformer
 from .vit import ViTConfig, VisionTransformer
 
 # width, depth, mlp_dim, num_heads (Table 1; Ti/S/mu from big_vision; "b" = ViT-B halved, Fig. 4;
@@ -47,7 +58,10 @@ _REGISTRY: dict[str, tuple[Callable[..., nn.Module], dict[str, Any]]] = {}
 
 
 def register_model(name: str, builder: Callable[..., nn.Module], **defaults: Any) -> None:
-    """Register ``name`` -> ``builder(**defaults, **overrides)``."""
+    """Register ``name`` -> ``builder(**defaults, **overrides)``.
+
+    The allowed fields are those of ``builder.config_class`` (``ViTConfig`` when it has none).
+    """
     _REGISTRY[name] = (builder, defaults)
 
 
@@ -58,38 +72,86 @@ register_model("ViT-b/32", VisionTransformer, img_size=224, **decode_vit_variant
 for _v in ("C", "Ti", "S"):
     register_model(f"ViT-{_v}/4", VisionTransformer, img_size=32, num_classes=10, **decode_vit_variant(f"{_v}/4"))
 
+_BIT_NAME = re.compile(r"^R(?P<depth>\d+)x(?P<width>\d+)$")
+_HYBRID_LAYERS = {16: (3, 4, 9), 32: (3, 4, 6, 3)}  # total stride -> R50 blocks per stage (Sec. 3.1)
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered names matching a shell-style ``pattern``, in registration order."""
-    return [n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern)]
+
+def decode_bit_variant(name: str) -> dict[str, Any]:
+    """``"R152x2"`` -> dict(layers=(3, 8, 36, 3), width_factor=2). Raises ``ValueError`` naming the depths."""
+    m = _BIT_NAME.match(name)
+    if not m or int(m["depth"]) not in BIT_DEPTHS or int(m["width"]) < 1:
+        raise ValueError(f"unknown BiT variant {name!r}: expected R<depth>x<width> with depth in "
+                         f"{', '.join(map(str, BIT_DEPTHS))}")
+    return dict(layers=BIT_DEPTHS[int(m["depth"])], width_factor=int(m["width"]))
+
+
+for _name in ("R50x1", "R50x2", "R101x1", "R101x3", "R152x1", "R152x2", "R152x4", "R200x3"):
+    register_model(_name, BiTResNet, img_size=224, **decode_bit_variant(_name))
+for _v in ("B", "L"):
+    for _s, _layers in _HYBRID_LAYERS.items():
+        _vit = decode_vit_variant(f"{_v}/{_s}")
+        register_model(f"R50+ViT-{_v}/{_s}", HybridVisionTransformer, img_size=224, resnet_layers=_layers,
+                       **dict(_vit, patch_size=1))
+
+
+def list_models(pattern: str = "*", family: str | None = None) -> list[str]:
+    """Registered names matching a shell-style ``pattern``, in registration order, optionally of one
+    ``family`` (``"ViT"``, ``"BiT"``, ``"hybrid"``)."""
+    return [n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern) and (family is None or model_family(n) == family)]
+
+
+def _lookup(name: str) -> tuple[Callable[..., nn.Module], dict[str, Any]]:
+    """(builder, default fields) of a registered or decodable name. Raises ``ValueError`` if unknown."""
+    if name in _REGISTRY:
+        builder, defaults = _REGISTRY[name]
+        return builder, dict(defaults)
+    if name.startswith("ViT-"):
+        return VisionTransformer, dict(img_size=224, **decode_vit_variant(name))
+    if _BIT_NAME.match(name):
+        return BiTResNet, dict(img_size=224, **decode_bit_variant(name))
+    raise ValueError(f"unknown model {name!r}: registered are {', '.join(_REGISTRY)}")
+
+
+def model_family(name: str) -> str:
+    """``"ViT"``, ``"BiT"`` or ``"hybrid"``. Raises ``ValueError`` if ``name`` is unknown."""
+    return getattr(config_class(name), "family", "ViT")
+
+
+def config_class(name: str) -> type:
+    """The config dataclass of ``name``'s family (``ViTConfig``, ``BiTConfig``, ``HybridConfig``)."""
+    return getattr(_lookup(name)[0], "config_class", ViTConfig)
 
 
 def model_defaults(name: str) -> dict[str, Any]:
     """The architecture fields ``name`` stands for (before overrides). Raises ``ValueError`` if unknown."""
-    if name in _REGISTRY:
-        return dict(_REGISTRY[name][1])
-    if name.startswith("ViT-"):
-        return dict(img_size=224, **decode_vit_variant(name))
-    raise ValueError(f"unknown model {name!r}: registered are {', '.join(_REGISTRY)}")
+    return _lookup(name)[1]
 
 
-def vit_config(name: str, **overrides: Any) -> ViTConfig:
-    """The ``ViTConfig`` of ``name`` with ``overrides``, validated, without building weights.
+def model_config(name: str, **overrides: Any):
+    """The config of ``name`` (its family's dataclass) with ``overrides``, validated, without weights.
 
-    Raises ``ValueError`` for an unknown name, an unknown field (naming the allowed fields) or a bad value.
+    An override of None keeps the variant's default, except for fields whose default is None
+    (``representation_size``, ``zero_init_last``). Raises ``ValueError`` for an unknown name, an unknown
+    field (naming the allowed fields) or a bad value.
     """
-    fields = dict(model_defaults(name))
-    unknown = sorted(set(overrides) - set(ViTConfig.field_names()))
+    cls = config_class(name)
+    fields = model_defaults(name)
+    allowed = cls.field_names()
+    unknown = sorted(set(overrides) - set(allowed))
     if unknown:
-        raise ValueError(f"unknown ViT field(s) {', '.join(unknown)}: allowed are {', '.join(ViTConfig.field_names())}")
-    fields.update({k: v for k, v in overrides.items() if v is not None or k == "representation_size"})
-    return ViTConfig(**fields)
+        family = getattr(cls, "family", "ViT")
+        raise ValueError(f"unknown {family} field(s) {', '.join(unknown)}: allowed are {', '.join(allowed)}")
+    nullable = {f.name for f in dataclasses.fields(cls) if f.default is None}
+    fields.update({k: v for k, v in overrides.items() if v is not None or k in nullable})
+    return cls(**fields)
 
 
 def create_model(name: str, num_classes: int | None = None, img_size: int | None = None, **overrides: Any) -> nn.Module:
-    """Build the registered or decodable model ``name``; any architecture field can be overridden.
+    """Build the registered or decodable model ``name`` of any family; any config field can be overridden.
 
     ``num_classes``/``img_size`` of None keep the variant's default (1000 classes at 224 for the paper's
-    variants, 10 at 32 for the CIFAR ones). Raises ``ValueError`` as ``vit_config``.
+    variants, 10 at 32 for the CIFAR ones). Raises ``ValueError`` as ``model_config``.
     """
-    return VisionTransformer(vit_config(name, num_classes=num_classes, img_size=img_size, **overrides))
+    builder, _ = _lookup(name)
+    cfg = model_config(name, num_classes=num_classes, img_size=img_size, **overrides)
+    return builder(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})

@@ -14,13 +14,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from timm.layers import lecun_normal_
 from torch import nn
 
-from .posemb import (POSEMB_KINDS, RelativePositionBias, check_posemb, make_additive_posemb)
+from .posemb import (POSEMB_KINDS, LearnedPosEmb1D, LearnedPosEmb2D, RelativePositionBias, check_posemb,
+                     make_additive_posemb, resample_posemb_grid)
 
 POOLS = ("token", "gap")
 
@@ -34,6 +36,8 @@ class ViTConfig:
     of the patch tokens, no class token, as vit_jax ``classifier='gap'``). ``representation_size``
     adds the pre-logits layer (Dense + tanh) used in pre-training; ``None`` omits it.
     """
+
+    family: ClassVar[str] = "ViT"
 
     img_size: int = 224
     patch_size: int = 16
@@ -200,12 +204,14 @@ class VisionTransformer(nn.Module):
     normal(0.02), head zeros (``head_zero_init``) with bias ``head_bias_init``.
     """
 
+    config_class: ClassVar[type] = ViTConfig
+
     def __init__(self, cfg: ViTConfig | None = None, **kwargs):
         super().__init__()
         cfg = dataclasses.replace(cfg, **kwargs) if cfg is not None else ViTConfig(**kwargs)
         self.cfg = cfg
         self.num_classes = cfg.num_classes
-        self.embedding = nn.Conv2d(cfg.in_chans, cfg.width, cfg.patch_size, stride=cfg.patch_size)
+        self.embedding = self._make_embedding(cfg)
         self.cls = nn.Parameter(torch.zeros(1, 1, cfg.width)) if cfg.pool == "token" else None
         self.transformer = Encoder(cfg)
         self.num_features = cfg.representation_size or cfg.width
@@ -213,6 +219,14 @@ class VisionTransformer(nn.Module):
                            if cfg.representation_size else nn.Identity())
         self.head = nn.Linear(self.num_features, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
         self._init_weights()
+
+    def _make_embedding(self, cfg: ViTConfig) -> nn.Module:
+        """The patch embedding (Eq. 1, a P x P conv of stride P); the hybrid puts its ResNet before it."""
+        return nn.Conv2d(cfg.in_chans, cfg.width, cfg.patch_size, stride=cfg.patch_size)
+
+    def _embed_patches(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H, W) -> embedded patch grid (B, D, gh, gw)."""
+        return self.embedding(x)
 
     def _init_weights(self):
         lecun_normal_(self.embedding.weight)
@@ -247,7 +261,7 @@ class VisionTransformer(nn.Module):
         if x.shape[-2:] != (self.cfg.img_size, self.cfg.img_size):
             raise ValueError(f"expected {self.cfg.img_size}x{self.cfg.img_size} images, got "
                              f"{x.shape[-2]}x{x.shape[-1]}")
-        x = self.embedding(x).flatten(2).transpose(1, 2)
+        x = self._embed_patches(x).flatten(2).transpose(1, 2)
         if self.cls is not None:
             x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1)
         return x
@@ -271,6 +285,46 @@ class VisionTransformer(nn.Module):
     def get_classifier(self) -> nn.Module:
         return self.head
 
+    @torch.no_grad()
+    def set_input_size(self, img_size: int, interpolation: str = "bilinear", align_corners: bool = True) -> None:
+        """Change the input resolution to ``img_size`` x ``img_size``, resampling every position embedding
+        to the new patch grid in 2-D by each patch's place in the image, as the paper fine-tunes at a
+        higher resolution (Sec. 3.2; vit_jax ``checkpoint.py``: ``scipy.ndimage.zoom(order=1)``, which
+        ``interpolation='bilinear', align_corners=True`` equals; timm uses ``align_corners=False``).
+
+        - ``learned_1d``: the patch part of (1, L, D) as a gh x gw grid (``resample_posemb_grid``); the
+          class token's embedding is kept.
+        - ``learned_2d``: the X table (gw, D/2) and Y table (gh, D/2) each resampled in 1-D along the
+          grid axis (the same interpolation along one axis); the class token's vector is kept.
+        - ``none``: nothing to resample.
+        - ``relative``: raises ``NotImplementedError``. Its offsets are 1-D offsets in the flattened token
+          sequence, where a patch offset of (dr, dc) is dr * gw + dc: the table has no axis along which
+          a change of grid maps offsets to offsets, so any resampling would be arbitrary.
+
+        Embeddings are replaced by new ``nn.Parameter``s: call this before building the optimizer.
+        Raises ``ValueError`` if ``img_size`` does not fit the patch size (or, for a hybrid, the stride).
+        """
+        if self.cfg.posemb == "relative":
+            raise NotImplementedError(
+                "set_input_size: posemb='relative' has no resolution-independent meaning (its 1-D offsets "
+                "over the flattened sequence mix rows and columns, offset = dr * grid_width + dc), so it "
+                "cannot be resampled; fine-tune at the training resolution")
+        new_cfg = dataclasses.replace(self.cfg, img_size=img_size)
+        new_grid = new_cfg.grid_size
+        enc = self.transformer
+        modules = [enc.posembed_input] if enc.posembed_input is not None else []
+        modules += list(enc.posembed_layers) if enc.posembed_layers is not None else []
+        for m in modules:
+            if isinstance(m, LearnedPosEmb1D):
+                m.pos_embedding = _like(m.pos_embedding, resample_posemb_grid(
+                    m.pos_embedding.data, new_grid, self.cfg.num_prefix_tokens, interpolation, align_corners))
+            elif isinstance(m, LearnedPosEmb2D):
+                for name, n in (("pos_embedding_x", new_grid[1]), ("pos_embedding_y", new_grid[0])):
+                    old = getattr(m, name)
+                    setattr(m, name, _like(old, _resample_1d(old.data, n, interpolation, align_corners)))
+                m.grid_size = new_grid
+        self.cfg = new_cfg
+
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the head by a fresh (zero-initialized, per ``head_zero_init``) D x K layer, as the
         paper does for fine-tuning (Sec. 3.2)."""
@@ -279,6 +333,20 @@ class VisionTransformer(nn.Module):
         device = self.embedding.weight.device
         self.head = nn.Linear(self.num_features, num_classes, device=device) if num_classes > 0 else nn.Identity()
         self._init_head()
+
+
+def _like(old: nn.Parameter, data: torch.Tensor) -> nn.Parameter:
+    """A new parameter holding ``data``, as trainable as ``old``."""
+    return nn.Parameter(data, requires_grad=old.requires_grad)
+
+
+def _resample_1d(table: torch.Tensor, n: int, mode: str, align_corners: bool) -> torch.Tensor:
+    """Resample a (g, C) table of one grid axis to (n, C): the 2-D ``mode`` on a 1 x g image, so it is
+    the same interpolation along that axis (``bilinear`` -> linear)."""
+    kwargs = {"align_corners": align_corners} if mode in ("bilinear", "bicubic") else {}
+    img = table.float().t()[None, :, None, :]  # (1, C, 1, g)
+    out = F.interpolate(img, size=(1, n), mode=mode, **kwargs)
+    return out[0, :, 0, :].t().to(table.dtype).contiguous()
 
 
 __all__ = ["ViTConfig", "VisionTransformer", "POSEMB_KINDS", "POOLS"]
