@@ -141,7 +141,7 @@ def load_timm_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor
     """
     bit = _is_timm_bit(state_dict)
     to_timm = (lambda k: k) if bit else (lambda k: _rename(k, _OURS_VIT_RULES))  # noqa: E731
-    _load_converted(model, timm_to_vitrepro(state_dict), "timm state_dict", img_size, interpolation, align_corners,
+    load_state_dict_strict(model, timm_to_vitrepro(state_dict), "timm state_dict", img_size, interpolation, align_corners,
                     skip_head, ours_to_source=to_timm)
 
 
@@ -149,10 +149,13 @@ def load_timm_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor
 # The common strict load, with position-embedding resampling
 # ---------------------------------------------------------------------------------------------------------
 
-def _load_converted(model: nn.Module, sd: dict[str, torch.Tensor], what: str, img_size: int | None,
-                    interpolation: str, align_corners: bool, skip_head: bool,
-                    ours_to_source: Callable[[str], str] = lambda k: k) -> None:
-    """Strict load of a state_dict already in our names; ``ours_to_source`` names keys in error messages."""
+def load_state_dict_strict(model: nn.Module, sd: dict[str, torch.Tensor], what: str, img_size: int | None,
+                           interpolation: str, align_corners: bool, skip_head: bool,
+                           ours_to_source: Callable[[str], str] = lambda k: k) -> None:
+    """Load a state_dict already in our names into ``model``, strictly, resampling position embeddings of
+    another grid (and all of them to ``img_size`` when given). ``what`` names the source and
+    ``ours_to_source`` its keys in errors. Raises ``CheckpointKeyError`` (missing/unexpected keys) or
+    ``ValueError`` (a shape mismatch that is not a position embedding)."""
     if img_size is not None:
         model.set_input_size(img_size, interpolation=interpolation, align_corners=align_corners)
     target = model.state_dict()
@@ -416,7 +419,7 @@ def load_npz(model: nn.Module, path_or_dict: str | os.PathLike | Mapping[str, np
         if unexpected:
             parts.append(f"unexpected keys: {_name_keys(unexpected)}")
         raise CheckpointKeyError(f"{layout} .npz does not match {type(model).__name__}: " + "; ".join(parts))
-    _load_converted(model, sd, f"{layout} .npz", img_size, interpolation, align_corners, skip_head)
+    load_state_dict_strict(model, sd, f"{layout} .npz", img_size, interpolation, align_corners, skip_head)
     return layout
 
 
