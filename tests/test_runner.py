@@ -122,3 +122,20 @@ def test_committed_results_carry_their_provenance(csv):
     assert runs["command"].str.startswith("vitrepro run experiments/").all()
     for scale in set(runs["scale"]):
         assert (csv.parent / f"table8_{scale}.md").exists() or csv.parent.name != "pos_emb_ablation"
+
+
+def test_fewshot_command_reproduces_a_runs_numbers_and_refuses_a_wrong_checkpoint(tmp_path, capsys):
+    assert main(["run", str(POS_EMB), "--cell", "4", "--results-dir", str(tmp_path)]) == 0
+    row = pd.read_csv(tmp_path / "pos_emb_ablation" / "runs.csv").iloc[0]
+    run_dir = tmp_path / "pos_emb_ablation" / "runs" / row["run_id"]
+    capsys.readouterr()
+    assert main(["fewshot", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    for k in (1, 5, 10, 25):  # the same probe on the same checkpoint gives the recorded numbers
+        assert f"{k:>2}-shot linear accuracy: {100 * row[f'fewshot_{k}']:.2f}%" in out
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    assert main(["fewshot", "--model", "ViT-Ti/4", "--checkpoint", str(ckpt)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ViT-Ti/4" in err and "width 192" in err and "width 128" in err
+    assert main(["fewshot"]) == 2
+    assert "give either a run directory or --model NAME" in capsys.readouterr().err

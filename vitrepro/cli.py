@@ -3,6 +3,8 @@
   vitrepro run experiments/pos_emb_ablation.yaml [--scale smoke|local|cpu|paper] [--data-root DIR]
                [--download] [--results-dir results] [--dry-run] [--cell 0,3] [--<section>.<key>=<value> ...]
   vitrepro report experiments/pos_emb_ablation.yaml [--scale S] [--results-dir results]
+  vitrepro fewshot results/pos_emb_ablation/runs/<run_id> [--data-root DIR] [--shots 1,5,10,25]
+  vitrepro fewshot --model ViT-B/16 --checkpoint weights.npz --data-root DIR [--model.<field>=<value>]
   vitrepro models [PATTERN]
 
 ``--<section>.<key>=<value>`` overrides any config entry after the scale and grid, e.g.
@@ -65,6 +67,15 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="print the expanded runs and exit")
     run.add_argument("--cell", type=_cells, help="run only these grid cells, 0-based, e.g. 0,3 (a job array "
                      "can give each job one cell; all write to the same runs.csv)")
+    fs = sub.add_parser("fewshot", help="few-shot linear accuracy of a run's checkpoint or of outside weights")
+    fs.add_argument("run", nargs="?", help="a run directory of `vitrepro run` (config.yaml + checkpoints/last.ckpt)")
+    fs.add_argument("--model", help="a registered model name, with --checkpoint, instead of a run directory")
+    fs.add_argument("--checkpoint", help="our .ckpt, a timm state_dict (.pth/.bin/.safetensors) or a Google .npz")
+    fs.add_argument("--data-root", help=f"data set root (default ${DATA_ROOT_ENV}; none = bundled sample)")
+    fs.add_argument("--dataset", help="cifar10, cifar100, imagefolder, imagenet (default: the run's, or cifar10)")
+    fs.add_argument("--img-size", type=int, help="input resolution (default: the run's, or the model's)")
+    fs.add_argument("--shots", type=_cells, default=[1, 5, 10, 25], help="e.g. 1,5,10,25")
+    fs.add_argument("--seeds", type=_cells, default=[0, 1, 2], help="e.g. 0,1,2")
     models = sub.add_parser("models", help="list the registered model variants")
     models.add_argument("pattern", nargs="?", default="*")
     return parser
@@ -143,6 +154,34 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_fewshot(args, extra: list[str]) -> int:
+    from .evaluation.fewshot_checkpoint import fewshot_of_checkpoint, resolve_run
+    from .models import model_defaults
+
+    if bool(args.run) == bool(args.model):
+        raise ValueError("fewshot: give either a run directory or --model NAME (with --checkpoint PATH)")
+    if args.run:
+        model, data, ckpt = resolve_run(args.run)
+        data = {k: v for k, v in data.items() if k in ("dataset", "root", "img_size", "seed", "num_workers")}
+    else:
+        model, ckpt = {"name": args.model}, args.checkpoint
+        data = {"img_size": model_defaults(args.model)["img_size"]}
+    for key, value in parse_overrides(extra).items():
+        section, _, field = key.partition(".")
+        if section != "model":
+            raise ValueError(f"fewshot: unrecognized override --{key}: only --model.<field>=<value> applies here")
+        model[field] = value
+    root = args.data_root or os.environ.get(DATA_ROOT_ENV)
+    data.update({k: v for k, v in (("root", root), ("dataset", args.dataset), ("img_size", args.img_size)) if v})
+    out = fewshot_of_checkpoint(model, ckpt, data, shots=args.shots, seeds=args.seeds)
+    print(f"{model['name']} {ckpt or '(random init)'} on {data.get('dataset', 'cifar10')} "
+          f"({data.get('root') or 'bundled sample'}), {len(args.seeds)} seeds:")
+    for k in args.shots:
+        print(f"  {k:>2}-shot linear accuracy: {100 * out[f'fewshot_{k}']:.2f}% "
+              f"(std {100 * out[f'fewshot_{k}_std']:.2f})")
+    return 0
+
+
 def cmd_models(args) -> int:
     from .models import list_models, model_defaults, model_family
 
@@ -172,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return cmd_run(args, extra, argv)
+        if args.command == "fewshot":
+            return cmd_fewshot(args, extra)
         if extra:
             raise ValueError(f"unrecognized arguments: {' '.join(extra)}")
         return cmd_report(args) if args.command == "report" else cmd_models(args)

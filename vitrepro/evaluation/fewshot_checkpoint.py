@@ -1,0 +1,49 @@
+"""Few-shot linear accuracy of any checkpoint: a run of ours, a timm state_dict or a Google ``.npz``.
+
+``vitrepro fewshot results/pos_emb_ablation/runs/<run_id> --data-root DIR`` reads the run's
+``config.yaml`` (model and data) and ``checkpoints/last.ckpt``; ``vitrepro fewshot --model ViT-B/16
+--checkpoint weights.npz --data-root DIR --img-size 224`` evaluates outside weights. The probe is the
+paper's (``fewshot.py``): pre-logits features, closed-form least squares, 1/5/10/25 shots, 3 seeds.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from ..data import ImageClassificationDataModule
+from ..tasks.finetune import load_pretrained
+from .fewshot import DEFAULT_L2_REG, evaluate_fewshot, extract_features
+
+
+def resolve_run(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any], Path]:
+    """(model config, data config, checkpoint path) of a run directory written by the runner.
+
+    Raises ``FileNotFoundError`` naming the missing ``config.yaml`` or ``checkpoints/last.ckpt``.
+    """
+    run_dir = Path(run_dir)
+    cfg_path, ckpt = run_dir / "config.yaml", run_dir / "checkpoints" / "last.ckpt"
+    for p in (cfg_path, ckpt):
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: not found; expected a run directory written by `vitrepro run`")
+    cfg = yaml.safe_load(cfg_path.read_text())["config"]
+    return dict(cfg["model"]), dict(cfg["data"]), ckpt
+
+
+def fewshot_of_checkpoint(model: dict[str, Any], checkpoint: str | Path | None, data: dict[str, Any],
+                          shots: Sequence[int] = (1, 5, 10, 25), seeds: Sequence[int] = (0, 1, 2),
+                          l2_reg: float = DEFAULT_L2_REG, batch_size: int = 256) -> dict[str, float]:
+    """Few-shot accuracies (fractions, mean and std over seeds) of the model ``model["name"]`` (plus its
+    architecture fields) with weights from ``checkpoint`` (None: random init), on ``data`` (arguments of
+    ``ImageClassificationDataModule``): shots drawn from its training split, scored on its test split.
+
+    Raises what ``load_pretrained`` raises for a checkpoint of the wrong family or size.
+    """
+    dm = ImageClassificationDataModule(**data)
+    dm.setup()
+    fields = dict(model)
+    net = load_pretrained(fields.pop("name"), checkpoint, num_classes=dm.num_classes, img_size=dm.img_size, **fields)
+    feats, labels = extract_features(net.eval(), dm.test_set, batch_size=batch_size)
+    return evaluate_fewshot(net, dm.fewshot_pool(), dm.fewshot_pool_labels(), feats, labels, dm.num_classes,
+                            shots=shots, seeds=seeds, l2_reg=l2_reg, batch_size=batch_size)
