@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from vitrepro.cli import main
 from vitrepro.tasks import ClassificationTask
@@ -139,3 +140,16 @@ def test_fewshot_command_reproduces_a_runs_numbers_and_refuses_a_wrong_checkpoin
     assert err.count("\n") == 1 and "ViT-Ti/4" in err and "width 192" in err and "width 128" in err
     assert main(["fewshot"]) == 2
     assert "give either a run directory or --model NAME" in capsys.readouterr().err
+
+
+def test_a_bit_resnet_trains_and_evaluates_through_the_runner(tmp_path):
+    """Every family runs through the same runner: a BiT ResNet at smoke scale."""
+    raw = yaml.safe_load(POS_EMB.read_text())
+    raw.update(name="bit_smoke", report=None, grid=[{}])
+    raw["base"]["model"] = {"name": "R26x1"}
+    raw["scales"]["smoke"].pop("model.depth")
+    path = tmp_path / "bit.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert main(["run", str(path), "--results-dir", str(tmp_path)]) == 0
+    row = pd.read_csv(tmp_path / "bit_smoke" / "runs.csv").iloc[0]
+    assert row["model"] == "R26x1" and row["steps"] == 3 and 0 <= row["top1"] <= 1 and 0 <= row["fewshot_5"] <= 1

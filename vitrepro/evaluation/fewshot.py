@@ -72,19 +72,23 @@ def sample_fewshot_indices(labels: Sequence[int] | np.ndarray, shots: int, seed:
 
 @torch.no_grad()
 def extract_features(model: torch.nn.Module, dataset: Dataset, batch_size: int = 256, num_workers: int = 0,
-                     device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                     device: torch.device | str | None = None, with_logits: bool = False):
     """Frozen pre-logits features of every item: ``model.forward_head(model.forward_features(x),
-    pre_logits=True)``. Returns (features (N, num_features) float32 on CPU, labels (N,) int64)."""
+    pre_logits=True)``. Returns (features (N, num_features) float32 on CPU, labels (N,) int64), and the
+    logits (N, num_classes) of ``model.forward_head`` as a third element when ``with_logits``."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
-    feats, labels = [], []
+    feats, labels, logits = [], [], []
     for x, y in DataLoader(dataset, batch_size=batch_size, num_workers=num_workers):
-        f = model.forward_head(model.forward_features(x.to(device)), pre_logits=True)
-        feats.append(f.float().cpu())
+        tokens = model.forward_features(x.to(device))
+        feats.append(model.forward_head(tokens, pre_logits=True).float().cpu())
+        if with_logits:
+            logits.append(model.forward_head(tokens).float().cpu())
         labels.append(torch.as_tensor(y))
     model.train(was_training)
-    return torch.cat(feats), torch.cat(labels).long()
+    out = (torch.cat(feats), torch.cat(labels).long())
+    return out + (torch.cat(logits),) if with_logits else out
 
 
 def evaluate_fewshot(model: torch.nn.Module, pool: Dataset, pool_labels: Sequence[int] | np.ndarray,

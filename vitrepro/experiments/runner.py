@@ -105,10 +105,7 @@ class RunsTable:
 def _evaluate(task: ClassificationTask, dm: ImageClassificationDataModule, eval_cfg: dict) -> dict[str, float]:
     """Test top-1 of the trained classifier and few-shot linear accuracies, in one pass over the test set."""
     model = task.model
-    feats, labels = extract_features(model, dm.test_set, batch_size=eval_cfg["batch_size"])
-    head = model.get_classifier()
-    with torch.no_grad():
-        logits = head(feats.to(next(head.parameters()).device)).cpu()
+    feats, labels, logits = extract_features(model, dm.test_set, batch_size=eval_cfg["batch_size"], with_logits=True)
     out = {"top1": TMF.accuracy(logits, labels, task="multiclass", num_classes=dm.num_classes).item()}
     out.update(evaluate_fewshot(model, dm.fewshot_pool(), dm.fewshot_pool_labels(), feats, labels, dm.num_classes,
                                 shots=eval_cfg["shots"], seeds=eval_cfg["seeds"], l2_reg=eval_cfg["l2_reg"],
