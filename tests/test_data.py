@@ -1,5 +1,6 @@
-"""Tests of vitrepro.data on real files: the bundled CIFAR-10 sample, small trees and python batches
-written to tmp_path, and (marked slow) the full CIFAR-10 JPEG copy in ../shared/data/cifar10-jpeg."""
+"""Tests of vitrepro.data on real files: the bundled CIFAR-10 sample, small trees, python batches and
+fakes of torchvision's Oxford-IIIT Pets / Flowers-102 layouts written to tmp_path, and (marked slow)
+the full CIFAR-10 JPEG copy in ../shared/data/cifar10-jpeg."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from PIL import Image
 
 from vitrepro.data import (
     DATASETS,
+    DEFAULT_VAL_FRACTION,
     PRESETS,
     SAMPLE_ROOT,
     ImageClassificationDataModule,
@@ -26,6 +28,8 @@ from vitrepro.data import (
     denormalize,
     normalize,
     read_cifar_python,
+    read_flowers102,
+    read_pets_annotations,
     resolve_source,
 )
 
@@ -338,12 +342,12 @@ def test_unknown_preset_raises():
 
 
 def test_unknown_dataset_raises():
-    with pytest.raises(ValueError, match=r"'mnist'.*cifar10, cifar100, imagefolder, imagenet"):
+    with pytest.raises(ValueError, match=r"'mnist'.*cifar10, cifar100, imagefolder, imagenet, imagenet21k, pets, flowers"):
         ImageClassificationDataModule(dataset="mnist")
-    assert DATASETS == ("cifar10", "cifar100", "imagefolder", "imagenet")
+    assert DATASETS == ("cifar10", "cifar100", "imagefolder", "imagenet", "imagenet21k", "pets", "flowers")
 
 
-@pytest.mark.parametrize("dataset", ["cifar100", "imagefolder", "imagenet"])
+@pytest.mark.parametrize("dataset", ["cifar100", "imagefolder", "imagenet", "imagenet21k", "pets", "flowers"])
 def test_root_required_for_other_datasets(dataset):
     with pytest.raises(ValueError, match=f"data root required for dataset '{dataset}'.*VITREPRO_DATA"):
         ImageClassificationDataModule(dataset=dataset)
@@ -476,6 +480,304 @@ def test_cifar100_python_layout(tmp_path):
     assert dm.num_classes == 100 and dm.classes[3] == "c03" and dm.cache_in_memory
     dm.setup()
     assert len(dm.train_set) == 12 and len(dm.test_set) == 4 and dm.test_set[3][1] == 3
+
+
+# ----------------------------------------------------------------------------- Pets, Flowers-102, ImageNet-21k
+
+# 37 Pets breeds: three real names (cats are capitalized, dogs lower case in the real file names),
+# then made-up ones. torchvision names a class by its image name without "_<n>", words title-cased.
+PET_NAMES = ["Abyssinian", "american_bulldog", "Egyptian_Mau"] + [f"breed_{k:02d}" for k in range(3, 37)]
+PET_CLASSES = ["Abyssinian", "American Bulldog", "Egyptian Mau"] + [f"Breed {k:02d}" for k in range(3, 37)]
+
+
+def _write_image(path: Path, rng: np.random.Generator, grey: bool = False) -> tuple[int, int]:
+    """A small JPEG of random size (width 5..39, height 5..39); returns (width, height)."""
+    w, h = (int(v) for v in rng.integers(5, 40, size=2))
+    arr = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+    img = Image.fromarray(arr[..., 0]).convert("L") if grey else Image.fromarray(arr)
+    img.save(path, quality=90)
+    return w, h
+
+
+def write_pets(root: Path, n_trainval: int = 2, n_test: int = 1, n_classes: int = 37, seed: int = 0) -> dict:
+    """torchvision's Oxford-IIIT Pet layout: root/oxford-iiit-pet/images/<Name>_<n>.jpg (mixed sizes,
+    one greyscale) + annotations/{trainval,test}.txt, lines "<Name>_<n> <class id> <species> <breed id>"
+    in shuffled order. Returns {split: [(image id, 0-based label), ...] in file order}."""
+    rng = np.random.default_rng(seed)
+    base = root / "oxford-iiit-pet"
+    (base / "images").mkdir(parents=True)
+    (base / "annotations").mkdir()
+    out = {}
+    n = 1
+    for split, per_class in (("trainval", n_trainval), ("test", n_test)):
+        rows = []
+        for c in range(n_classes):
+            name = PET_NAMES[c]
+            species = 1 if name[0].isupper() else 2
+            for _ in range(per_class):
+                image_id = f"{name}_{n}"
+                _write_image(base / "images" / f"{image_id}.jpg", rng, grey=(n == 2))
+                rows.append((image_id, c, species))
+                n += 1
+        rows = [rows[i] for i in rng.permutation(len(rows))]
+        with open(base / "annotations" / f"{split}.txt", "w") as f:
+            for image_id, c, species in rows:
+                f.write(f"{image_id} {c + 1} {species} {c // 2 + 1}\n")
+        out[split] = [(image_id, c) for image_id, c, _ in rows]
+    return out
+
+
+def write_flowers(root: Path, per_split: int = 1, n_classes: int = 102, seed: int = 0) -> dict:
+    """torchvision's Flowers-102 layout: root/flowers-102/jpg/image_%05d.jpg (mixed sizes),
+    imagelabels.mat (labels 1..102 of image ids 1..N) and setid.mat (trnid, valid, tstid): each class
+    has ``per_split`` images in each split, ids shuffled. Returns {split: (ids, 0-based labels)}."""
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(seed)
+    base = root / "flowers-102"
+    (base / "jpg").mkdir(parents=True)
+    n = 3 * per_split * n_classes
+    labels = rng.permutation(np.repeat(np.arange(1, n_classes + 1), 3 * per_split))  # label of image id i+1
+    for i in range(n):
+        _write_image(base / "jpg" / f"image_{i + 1:05d}.jpg", rng)
+    ids = {k: [] for k in ("trnid", "valid", "tstid")}
+    for c in range(1, n_classes + 1):
+        own = np.flatnonzero(labels == c) + 1
+        for j, k in enumerate(ids):
+            ids[k] += own[j * per_split:(j + 1) * per_split].tolist()
+    ids = {k: rng.permutation(v) for k, v in ids.items()}
+    savemat(base / "imagelabels.mat", {"labels": labels[None, :].astype(np.uint8)})
+    savemat(base / "setid.mat", {k: v[None, :].astype(np.uint16) for k, v in ids.items()})
+    return {s: (ids[k], labels[ids[k] - 1] - 1) for s, k in (("train", "trnid"), ("val", "valid"), ("test", "tstid"))}
+
+
+@pytest.fixture(scope="module")
+def pets_fake(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pets")
+    return root, write_pets(root)
+
+
+@pytest.fixture(scope="module")
+def flowers_fake(tmp_path_factory):
+    root = tmp_path_factory.mktemp("flowers")
+    return root, write_flowers(root)
+
+
+def test_default_val_fractions(pets_fake):
+    assert DEFAULT_VAL_FRACTION == {"cifar10": 0.02, "cifar100": 0.02, "imagefolder": 0.02, "imagenet": 0.01,
+                                    "imagenet21k": 0.01, "pets": 0.1, "flowers": 0.1}
+    assert set(DEFAULT_VAL_FRACTION) == set(DATASETS)
+    assert ImageClassificationDataModule().val_fraction == 0.02
+    assert ImageClassificationDataModule(val_fraction=None).val_fraction == 0.02
+    root, _ = pets_fake
+    assert ImageClassificationDataModule(dataset="pets", root=str(root)).val_fraction == 0.1
+    dm = ImageClassificationDataModule(dataset="pets", root=str(root), val_fraction=0.25)  # an explicit number wins
+    assert dm.val_fraction == 0.25 and len(dm.split_indices()[1]) == round(0.25 * 74)
+    assert len(ImageClassificationDataModule(dataset="pets", root=str(root), val_fraction=0.0).split_indices()[1]) == 0
+
+
+def test_pets_torchvision_layout(pets_fake, monkeypatch):
+    import torchvision
+
+    root, ref = pets_fake
+    base = (root / "oxford-iiit-pet").resolve()
+    dm = ImageClassificationDataModule(dataset="pets", root=str(root), img_size=24, batch_size=8)
+    src = dm.source
+    assert src.kind == "oxford-iiit-pet" and src.root == base and not dm.cache_in_memory
+    assert dm.num_classes == 37 and dm.classes == PET_CLASSES
+    # labels and order are what annotations/trainval.txt says: class id - 1, line order
+    labels = dm.fewshot_pool_labels()
+    assert labels.dtype == np.int64 and labels.tolist() == [c for _, c in ref["trainval"]]
+    assert [Path(p).stem for p, _ in src.samples("train")] == [i for i, _ in ref["trainval"]]
+    assert src.labels("test").tolist() == [c for _, c in ref["test"]] and src.count("test") == 37
+    # ... and what torchvision's own OxfordIIITPet reads from the same files (it checks no md5)
+    for split, ours in (("trainval", "train"), ("test", "test")):
+        tv = torchvision.datasets.OxfordIIITPet(str(root), split=split, target_types="category")
+        assert tv.classes == PET_CLASSES and len(tv) == src.count(ours)
+        assert [tv[i][1] for i in range(len(tv))] == src.labels(ours).tolist()
+        torch.testing.assert_close(dm.eval_transform(tv[3][0]),
+                                   dm.fewshot_pool()[3][0] if ours == "train" else dm.eval_transform(
+                                       Image.open(src.samples("test")[3][0])), rtol=0, atol=0)
+    # 10% dev by default, class-balanced; images of mixed sizes (and one greyscale) resized to img_size
+    dm.setup()
+    assert len(dm.val_set) == 7 and len(dm.train_set) == 67 and len(dm.test_set) == 37
+    assert len(set(labels[dm.val_indices].tolist())) == 7
+    sizes = {Image.open(p).size for p, _ in src.samples("train")}
+    assert len(sizes) > 20
+    for ds in (dm.fewshot_pool(), dm.test_set):
+        for i in range(len(ds)):
+            x, y = ds[i]
+            assert x.shape == (3, 24, 24) and x.dtype == torch.float32 and x.abs().max() <= 1 and 0 <= y < 37
+    xb, yb = next(iter(dm.train_dataloader()))
+    assert xb.shape == (8, 3, 24, 24) and yb.dtype == torch.int64
+    assert re.fullmatch(rf"pets torchvision Oxford-IIIT Pet layout at {re.escape(str(base))} \(train 74, test 37, "
+                        r"fingerprint [0-9a-f]{12}\); split train 67 / dev 7 \(val_fraction 0.1, seed 0\)", dm.describe())
+    # the base folder itself is accepted too; labels, counts and fingerprint need no image decoding
+    clear_cache()
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("an image was opened")
+
+    monkeypatch.setattr(Image, "open", no_decoding)
+    monkeypatch.setattr("vitrepro.data.sources.decode_images", no_decoding)
+    same = ImageClassificationDataModule(dataset="pets", root=str(base))
+    assert same.source.root == base and same.fewshot_pool_labels().tolist() == labels.tolist()
+    assert same.source.fingerprint == src.fingerprint and "train 74, test 37" in same.describe()
+    assert np.array_equal(same.split_indices()[1], dm.val_indices)
+
+
+def test_read_pets_annotations_returns_the_files(tmp_path):
+    base = tmp_path / "oxford-iiit-pet"
+    (base / "annotations").mkdir(parents=True)
+    (base / "annotations" / "trainval.txt").write_text(
+        "# Image CLASS-ID SPECIES BREED ID\n\nsaint_bernard_7 30 2 22\nBengal_12 6 1 2\nsaint_bernard_3 30 2 22\n")
+    (base / "annotations" / "test.txt").write_text("Bengal_1 6\nbad_line\n")
+    paths, labels, names = read_pets_annotations(base, "trainval")
+    assert paths == [str(base / "images" / f"{n}.jpg") for n in ("saint_bernard_7", "Bengal_12", "saint_bernard_3")]
+    assert labels.dtype == np.int64 and labels.tolist() == [29, 5, 29]
+    assert names == {29: "Saint Bernard", 5: "Bengal"}
+    with pytest.raises(ValueError, match=r"test.txt:2: expected .*'bad_line'"):
+        read_pets_annotations(base, "test")
+    with pytest.raises(ValueError, match="split must be 'trainval' or 'test'"):
+        read_pets_annotations(base, "train")
+    # an annotation file naming only 2 of the 37 classes: not a Pets copy
+    (base / "images").mkdir()
+    (base / "annotations" / "test.txt").write_text("Bengal_1 6 1 2\n")
+    with pytest.raises(ValueError, match=r"'pets' expects 37 classes \(ids 1..37\) but .* name 2 class ids \(6, 30\)"):
+        resolve_source("pets", tmp_path)
+
+
+def test_flowers_torchvision_layout(flowers_fake, monkeypatch):
+    import torchvision
+
+    root, ref = flowers_fake
+    base = (root / "flowers-102").resolve()
+    dm = ImageClassificationDataModule(dataset="flowers", root=str(root), img_size=20, batch_size=16)
+    src = dm.source
+    assert src.kind == "flowers-102" and src.root == base and not dm.cache_in_memory
+    assert dm.num_classes == 102 and dm.classes == list(torchvision.datasets.Flowers102.classes)
+    # the paper's training set is train + val: setid.mat's trnid then valid, labels from imagelabels.mat
+    labels = dm.fewshot_pool_labels()
+    assert labels.tolist() == ref["train"][1].tolist() + ref["val"][1].tolist()
+    assert [Path(p).name for p, _ in src.samples("train")] == [
+        f"image_{i:05d}.jpg" for i in ref["train"][0].tolist() + ref["val"][0].tolist()]
+    assert src.labels("test").tolist() == ref["test"][1].tolist()
+    for split in ("train", "val", "test"):
+        paths, lab = read_flowers102(base, split)
+        assert lab.tolist() == ref[split][1].tolist() and [Path(p).name for p in paths] == [
+            f"image_{i:05d}.jpg" for i in ref[split][0]]
+        # torchvision's Flowers102 reads the same (its md5 check of the .mat files switched off)
+        monkeypatch.setattr(torchvision.datasets.Flowers102, "_check_integrity", lambda self: True)
+        tv = torchvision.datasets.Flowers102(str(root), split=split, loader=str)
+        assert [tv[i] for i in range(len(tv))] == list(zip(paths, lab.tolist()))
+    dm.setup()
+    assert len(dm.val_set) == 20 and len(dm.train_set) == 184 and len(dm.test_set) == 102  # 10% of 204
+    assert len(set(labels[dm.val_indices].tolist())) == 20
+    for i in range(0, 204, 7):
+        x, y = dm.fewshot_pool()[i]
+        assert x.shape == (3, 20, 20) and x.abs().max() <= 1 and y == labels[i]
+    assert dm.test_set[5][0].shape == (3, 20, 20)
+    d = dm.describe()
+    assert d.startswith(f"flowers torchvision Flowers-102 layout at {base} (train 204 = train+val, test 102, fingerprint ")
+    assert d.endswith("split train 184 / dev 20 (val_fraction 0.1, seed 0)")
+    # train/val/test sizes with one id in a split (loadmat squeezes it to a scalar)
+    from scipy.io import savemat
+
+    small = root / "small"
+    small.mkdir()
+    savemat(small / "imagelabels.mat", {"labels": np.array([[3, 1, 102]], dtype=np.uint8)})
+    savemat(small / "setid.mat", {"trnid": np.array([[2]]), "valid": np.array([[3, 1]]), "tstid": np.array([[1]])})
+    assert read_flowers102(small, "train")[1].tolist() == [0]
+    assert read_flowers102(small, "val")[1].tolist() == [101, 2]
+    assert read_flowers102(small, "val")[0] == [str(small / "jpg" / "image_00003.jpg"), str(small / "jpg" / "image_00001.jpg")]
+    savemat(small / "setid.mat", {"trnid": np.array([[4]]), "valid": np.array([[1]]), "tstid": np.array([[1]])})
+    with pytest.raises(ValueError, match=r"trnid has image ids outside 1..3"):
+        read_flowers102(small, "train")
+
+
+def test_download_skipped_when_present(pets_fake, flowers_fake, monkeypatch):
+    import torchvision
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("tried to download")
+
+    monkeypatch.setattr(torchvision.datasets, "OxfordIIITPet", no_network)
+    monkeypatch.setattr(torchvision.datasets, "Flowers102", no_network)
+    assert ImageClassificationDataModule(dataset="pets", root=str(pets_fake[0]), download=True).num_classes == 37
+    assert ImageClassificationDataModule(dataset="flowers", root=str(flowers_fake[0]), download=True).num_classes == 102
+    with pytest.raises(ValueError, match=r"download=True is only supported .* pets and flowers .*not 'imagenet21k'"):
+        ImageClassificationDataModule(dataset="imagenet21k", root="/tmp", download=True)
+
+
+def test_pets_flowers_imagenet21k_trees(tmp_path):
+    rng = np.random.default_rng(0)
+    # a Pets ImageFolder tree with train/, val/ and test/: the paper trains on train + val
+    pets = tmp_path / "pets"
+    for split in ("train", "val", "test"):
+        for c in PET_CLASSES:
+            (pets / split / c).mkdir(parents=True)
+            _write_image(pets / split / c / "0.jpg", rng)
+    dm = ImageClassificationDataModule(dataset="pets", root=str(pets), img_size=16)
+    assert dm.source.kind == "imagefolder" and dm.source.train_dirs == ("train", "val") and dm.source.eval_dir == "test"
+    assert dm.classes == sorted(PET_CLASSES) and dm.val_fraction == 0.1 and not dm.cache_in_memory
+    assert dm.fewshot_pool_labels().tolist() == list(range(37)) * 2
+    assert dm.source.count("test") == 37 and "(train 74 = train+val, test 37" in dm.describe()
+    dm.setup()
+    assert len(dm.val_set) == 7 and dm.train_set[0][0].shape == dm.test_set[36][0].shape == (3, 16, 16)
+    # a tree of another class count is not Pets / Flowers
+    with pytest.raises(ValueError, match=r"'flowers' expects 102 classes but .*has 37 class folders"):
+        ImageClassificationDataModule(dataset="flowers", root=str(pets))
+    # ImageNet-21k: val/ preferred, class count not checked, 1% dev, files decoded per item
+    write_tree(tmp_path / "in21k", {"n00004475": [(9, 30), (40, 12)] * 5, "n00005787": [(20, 20)] * 10,
+                                    "n00006024": [(7, 7)] * 10}, splits=("train", "val", "test"))
+    dm = ImageClassificationDataModule(dataset="imagenet21k", root=str(tmp_path / "in21k"), img_size=12)
+    assert dm.num_classes == 3 and dm.source.eval_dir == "val" and dm.val_fraction == 0.01 and not dm.cache_in_memory
+    dm.setup()
+    assert len(dm.train_set) == 30 and dm.val_set is None and len(dm.test_set) == 30  # round(0.3) = 0
+    assert {tuple(dm.train_set[i][0].shape) for i in range(30)} == {(3, 12, 12)}
+
+
+def _one_line_error(exc_info) -> str:
+    msg = str(exc_info.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_root_without_the_dataset_raises(tmp_path, flowers_fake):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError) as e:
+        ImageClassificationDataModule(dataset="pets", root=str(empty))
+    msg = _one_line_error(e)
+    assert msg.startswith(f"data root {empty} holds neither layout expected for dataset 'pets': ")
+    assert "oxford-iiit-pet/images/<Name>_<n>.jpg with annotations/trainval.txt and annotations/test.txt" in msg
+    assert f"ImageFolder tree {empty}/train/<class>/<image>" in msg
+    with pytest.raises(ValueError, match=re.escape(str(empty)) + r".*'flowers'.*flowers-102/jpg/image_<id>.jpg with "
+                       r"imagelabels.mat and setid.mat.*ImageFolder tree"):
+        ImageClassificationDataModule(dataset="flowers", root=str(empty))
+    with pytest.raises(ValueError) as e:
+        ImageClassificationDataModule(dataset="imagenet21k", root=str(empty))
+    assert _one_line_error(e) == (f"data root {empty} does not hold the layout expected for dataset 'imagenet21k': "
+                                  f"an ImageFolder tree {empty}/train/<class>/<image> with {empty}/val/<class>/ (or test/)")
+    # a Flowers root given as Pets: the message says what is there
+    with pytest.raises(ValueError, match=r"holds neither layout expected for dataset 'pets'.*found torchvision's "
+                       r"Flowers-102 layout there \(dataset='flowers'\?\)"):
+        ImageClassificationDataModule(dataset="pets", root=str(flowers_fake[0]))
+    # an incomplete Pets copy: the message names what is missing
+    part = tmp_path / "part"
+    (part / "oxford-iiit-pet" / "images").mkdir(parents=True)
+    (part / "oxford-iiit-pet" / "annotations").mkdir()
+    (part / "oxford-iiit-pet" / "annotations" / "trainval.txt").write_text("Bengal_1 6 1 2\n")
+    with pytest.raises(ValueError, match=r"oxford-iiit-pet lacks annotations/test.txt$"):
+        ImageClassificationDataModule(dataset="pets", root=str(part))
+    # images listed by the annotations but missing on disk
+    pets = tmp_path / "pets"
+    ref = write_pets(pets, n_trainval=1, n_test=1)
+    (pets / "oxford-iiit-pet" / "images" / f"{ref['test'][4][0]}.jpg").unlink()
+    dm = ImageClassificationDataModule(dataset="pets", root=str(pets))
+    assert dm.source.count("train") == 37
+    with pytest.raises(FileNotFoundError, match=rf"1 of the 37 test images listed in .* are missing, e.g. .*{ref['test'][4][0]}.jpg"):
+        dm.setup()
 
 
 # ----------------------------------------------------------------------------- the real tree

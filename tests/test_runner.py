@@ -1,5 +1,6 @@
 """The runner end to end: smoke runs of every experiment, resume after an interrupt, DDP on 2 CPU
 processes, a short run on the real CIFAR-10 copy, and the provenance of committed results."""
+import shlex
 import signal
 import subprocess
 import sys
@@ -123,6 +124,19 @@ def test_committed_results_carry_their_provenance(csv):
     assert runs["command"].str.startswith("vitrepro run experiments/").all()
     for scale in set(runs["scale"]):
         assert (csv.parent / f"table8_{scale}.md").exists() or csv.parent.name != "pos_emb_ablation"
+
+
+@pytest.mark.parametrize("csv", COMMITTED, ids=lambda p: p.parent.name)
+def test_committed_runs_resume_under_the_current_code(csv, capsys):
+    """Each row's own command, expanded now, gives the row's run_id, so running it again skips the row.
+    A failure means a change altered the resolved configs (e.g. a new default): decide whether the
+    committed runs still stand for the new code before updating them."""
+    runs = pd.read_csv(csv)
+    for command, rows in runs.groupby("command"):
+        argv = [a for a in shlex.split(command)[1:]]
+        assert main(argv + ["--dry-run"]) == 0
+        ids = {d["run_id"] for d in yaml.safe_load_all(capsys.readouterr().out) if d}
+        assert set(rows["run_id"]) <= ids, command
 
 
 def test_fewshot_command_reproduces_a_runs_numbers_and_refuses_a_wrong_checkpoint(tmp_path, capsys):

@@ -1,10 +1,13 @@
-"""The LightningDataModule for image classification (CIFAR-10/100, ImageFolder trees, ImageNet).
+"""The LightningDataModule for image classification (CIFAR-10/100, Oxford-IIIT Pets, Oxford
+Flowers-102, ImageNet, ImageNet-21k, any ImageFolder tree).
 
-Splits, as in the paper's fine-tuning setup (and the official vit_jax configs, which hold out 2% of
-the training split as "minival" for hyper-parameter selection):
+Splits, as in the paper's fine-tuning setup (App. B.1.1: a held-out dev split of the training data
+for hyper-parameter selection, 2% for CIFAR, 10% for Pets and Flowers, 1% for ImageNet; the
+official vit_jax configs call CIFAR's 2% "minival"):
 
-* ``train_set``: the official training split minus a seeded dev hold-out (``val_fraction``),
-  optionally reduced to a class-balanced seeded subset of ``train_size`` images;
+* ``train_set``: the official training split (Pets: trainval; Flowers: train + val) minus a seeded
+  dev hold-out (``val_fraction``, default :data:`DEFAULT_VAL_FRACTION` of the dataset), optionally
+  reduced to a class-balanced seeded subset of ``train_size`` images;
 * ``val_set``: the dev hold-out (``None`` when ``val_fraction == 0``);
 * ``test_set``: the official test split (``val/`` for ImageNet), never used for selection;
 * :meth:`ImageClassificationDataModule.fewshot_pool`: the whole training split, evaluation
@@ -21,10 +24,31 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .sources import DATASETS, EXPECTED_CLASSES, DataSource, resolve_source
+from .sources import DATASETS, DataSource, resolve_source
 from .transforms import build_transform
 
-__all__ = ["ImageClassificationDataModule", "TensorImageDataset", "FileImageDataset", "balanced_order"]
+__all__ = [
+    "DEFAULT_VAL_FRACTION",
+    "ImageClassificationDataModule",
+    "TensorImageDataset",
+    "FileImageDataset",
+    "balanced_order",
+]
+
+#: Fraction of the training split held out as the dev set when ``val_fraction=None``, per dataset.
+#: Source: the paper, App. B.1.1 (held-out dev: 2% of CIFAR, 10% of Pets and Flowers, 1% of
+#: ImageNet; ImageNet-21k like ImageNet); ``imagefolder`` keeps 0.02, this module's former default.
+DEFAULT_VAL_FRACTION: dict[str, float] = {
+    "cifar10": 0.02,
+    "cifar100": 0.02,
+    "imagefolder": 0.02,
+    "imagenet": 0.01,
+    "imagenet21k": 0.01,
+    "pets": 0.10,
+    "flowers": 0.10,
+}
+#: Datasets decoded into memory by default (``cache_in_memory=None``): small images of one size.
+_IN_MEMORY = ("cifar10", "cifar100")
 
 
 class TensorImageDataset(Dataset):
@@ -118,13 +142,16 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
     """Image-classification data for ViT training, fine-tuning and few-shot evaluation.
 
     Args:
-        dataset: ``"cifar10"``, ``"cifar100"``, ``"imagefolder"`` or ``"imagenet"`` (an ImageFolder
-            tree with ``train/`` and ``val/``).
+        dataset: one of :data:`~vitrepro.data.sources.DATASETS`: ``"cifar10"``, ``"cifar100"``,
+            ``"pets"`` (Oxford-IIIT Pets, 37 classes), ``"flowers"`` (Oxford Flowers-102, 102
+            classes), ``"imagenet"`` / ``"imagenet21k"`` (ImageFolder trees with ``train/`` and
+            ``val/``; the class count is not checked) or ``"imagefolder"`` (any tree).
         root: data root (see :func:`vitrepro.data.sources.resolve_source` for the layouts: official
-            CIFAR python batches or an ImageFolder tree). ``None``: for cifar10, the bundled
-            400+200-image sample (offline default). (The CLI maps ``--data-root``/``VITREPRO_DATA`` here.)
-        download: cifar10/cifar100 only: fetch the python batches with torchvision into ``root``
-            (``./data`` when no root) if absent. Happens in ``__init__``.
+            CIFAR python batches, torchvision's Pets / Flowers-102 layouts, or an ImageFolder tree).
+            ``None``: for cifar10, the bundled 400+200-image sample (offline default). (The CLI
+            maps ``--data-root``/``VITREPRO_DATA`` here.)
+        download: cifar10/cifar100/pets/flowers only: fetch the data with torchvision into
+            ``root`` (``./data`` when no root) if absent. Happens in ``__init__``.
         img_size: side of the square images produced, in pixels (32 for CIFAR from scratch; the
             paper fine-tunes at 384).
         batch_size: training batch size (per process under DDP).
@@ -132,16 +159,20 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
         num_workers: DataLoader worker processes (0 = load in the main process).
         train_size: if set, train on a class-balanced seeded subset of this many images of the
             non-dev part (nested across sizes for a fixed seed).
-        val_fraction: fraction of the training split held out as the dev set, in [0, 1); 0.02 as
-            the official vit_jax "minival" split. The hold-out is class-balanced and seeded.
+        val_fraction: fraction of the training split held out as the dev set, in [0, 1); ``None``
+            (default): the dataset's fraction in :data:`DEFAULT_VAL_FRACTION`, as the paper (App.
+            B.1.1): 0.02 for CIFAR-10/100 (the vit_jax "minival"), 0.10 for Pets and Flowers, 0.01
+            for ImageNet and ImageNet-21k, 0.02 for ``imagefolder``. A number overrides it. The
+            hold-out is class-balanced and seeded; the resolved number is ``self.val_fraction``.
         train_augment: training preset of :func:`vitrepro.data.transforms.build_transform`:
             ``"pad_crop"``, ``"inception_crop"``, ``"flip"`` or ``"none"``.
         seed: seed of the dev split and of the train subset (not of the augmentation, which uses
             torch's RNG as seeded by ``lightning.seed_everything``).
         cache_in_memory: decode the whole train and test splits once into uint8 tensors
-            (process-wide cache shared by all DataModules) and augment tensors. ``None``: True for
-            cifar10/cifar100, False otherwise (then files are decoded per item with PIL). Python
-            batches are always held in memory.
+            (process-wide cache shared by all DataModules) and augment tensors; needs images of
+            one size. ``None``: True for cifar10/cifar100, False otherwise (Pets, Flowers and
+            ImageNet images have any size: files are then decoded per item with PIL and resized
+            by the transforms to ``img_size``). Python batches are always held in memory.
 
     Attributes (after construction): ``source`` (:class:`~vitrepro.data.sources.DataSource`),
     ``classes`` (names in label order), ``num_classes``. After :meth:`setup`: ``train_set``,
@@ -153,10 +184,12 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
 
     Raises:
         ValueError: unknown dataset or preset (message lists the allowed values), missing root for
-            a non-cifar10 dataset, a root with neither layout, a class-count mismatch,
-            ``val_fraction`` outside [0, 1), bad sizes; in :meth:`setup`: ``train_size`` larger
-            than the images available (message names both numbers).
-        FileNotFoundError: ``root`` does not exist.
+            a non-cifar10 dataset, a root without the named dataset (one line naming the root, the
+            dataset and the layouts expected), a class-count mismatch (cifar10 10, cifar100 100,
+            pets 37, flowers 102), ``val_fraction`` outside [0, 1), bad sizes; in :meth:`setup`:
+            ``train_size`` larger than the images available (message names both numbers).
+        FileNotFoundError: ``root`` does not exist; in :meth:`setup` (or any call listing files):
+            Pets / Flowers images named by the annotation files are missing.
     """
 
     def __init__(
@@ -169,7 +202,7 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
         eval_batch_size: int | None = None,
         num_workers: int = 0,
         train_size: int | None = None,
-        val_fraction: float = 0.02,
+        val_fraction: float | None = None,
         train_augment: str = "pad_crop",
         seed: int = 0,
         cache_in_memory: bool | None = None,
@@ -177,6 +210,8 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
         super().__init__()
         if dataset not in DATASETS:
             raise ValueError(f"unknown dataset {dataset!r}; allowed values: {', '.join(DATASETS)}")
+        if val_fraction is None:
+            val_fraction = DEFAULT_VAL_FRACTION[dataset]
         if not 0.0 <= float(val_fraction) < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
         if int(batch_size) < 1 or (eval_batch_size is not None and int(eval_batch_size) < 1):
@@ -194,7 +229,7 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
         self.val_fraction = float(val_fraction)
         self.train_augment = train_augment
         self.seed = int(seed)
-        self.cache_in_memory = (dataset in EXPECTED_CLASSES) if cache_in_memory is None else bool(cache_in_memory)
+        self.cache_in_memory = (dataset in _IN_MEMORY) if cache_in_memory is None else bool(cache_in_memory)
         # Build the pipelines now so that a bad preset / size fails at construction.
         self.train_transform = build_transform(train_augment, self.img_size, train=True)
         self.eval_transform = build_transform(train_augment, self.img_size, train=False)
@@ -244,7 +279,7 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
         return train.copy(), order[:n_val].copy()
 
     def _dataset(self, split: str, indices: np.ndarray | None, transform: Callable) -> Dataset:
-        if self.cache_in_memory or not self.source.is_tree:
+        if self.cache_in_memory or not self.source.has_files:
             images, labels = self.source.load_tensors(split)
             return TensorImageDataset(images, labels, indices, transform)
         return FileImageDataset(self.source.samples(split), indices, transform)

@@ -1,16 +1,25 @@
 """Finding and opening a data root.
 
-Four ways to get images, all ending in the same :class:`DataSource`:
+Five ways to get images, all ending in the same :class:`DataSource`:
 
 * the **bundled sample** (``vitrepro/data/sample/cifar10``): 400 train + 200 test CIFAR-10 JPEGs
   shipped with the package, used when ``dataset="cifar10"`` and no root is given (offline default);
 * the **official CIFAR python batches** (``cifar-10-batches-py/`` or ``cifar-100-python/``), read by
   :func:`read_cifar_python` -- our own small pickle reader, because ``torchvision.datasets.CIFAR10``
   checks the md5 of every batch file in its constructor and so refuses any other copy;
+* **torchvision's on-disk layouts of the paper's transfer datasets** (Sec. 4.1): Oxford-IIIT Pets
+  (``oxford-iiit-pet/images/*.jpg`` + ``annotations/{trainval,test}.txt``, read by
+  :func:`read_pets_annotations`) and Oxford Flowers-102 (``flowers-102/jpg/image_%05d.jpg`` +
+  ``imagelabels.mat`` + ``setid.mat``, read by :func:`read_flowers102`). Our own readers again:
+  they parse only the annotation files (no image is opened to get labels), and
+  ``torchvision.datasets.Flowers102`` checks the md5 of both ``.mat`` files in its constructor
+  (``OxfordIIITPet`` only checks that ``images/`` and ``annotations/`` exist); labels, file order and
+  class names are those torchvision gives;
 * an **ImageFolder tree** ``root/train/<class>/*`` + ``root/test/<class>/*`` (or ``val/``), class
   index = position of the class folder in sorted order (as ``torchvision.datasets.ImageFolder``);
-* a **torchvision download** of CIFAR-10/100 into ``root`` (``download=True``), which then is read as
-  python batches.
+  for any dataset name (ImageNet / ImageNet-21k only come this way);
+* a **torchvision download** of CIFAR-10/100, Pets or Flowers-102 into ``root`` (``download=True``),
+  which then is read as above.
 
 Decoded splits are kept in a module-level cache keyed by (resolved path, split), so that several
 DataModules in one process (e.g. a grid of runs) decode the same 50,000 images only once.
@@ -18,281 +27,26 @@ DataModules in one process (e.g. a grid of runs) decode the same 50,000 images o
 
 from __future__ import annotations
 
-import hashlib
 import os
-import pickle
-import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = [
-    "DATASETS",
-    "SAMPLE_ROOT",
-    "DataSource",
-    "clear_cache",
-    "decode_images",
-    "read_cifar_python",
-    "resolve_source",
-]
+from .readers import (_CIFAR_PYTHON, _OFFICIAL, _PETS_SPLITS, _PYTHON_LABELS, _TENSOR_CACHE, _VAL_FIRST,
+                      EXPECTED_CLASSES, FLOWERS_FOLDER, PETS_FOLDER, _find_classes, _find_imagefolder,
+                      _find_official, _find_python_batches, _fingerprint, _list_split, _official_classes,
+                      _python_classes, _python_layout, _scan_split, decode_images, read_cifar_python)
 
-#: Dataset names accepted by :func:`resolve_source` and the DataModule.
-DATASETS = ("cifar10", "cifar100", "imagefolder", "imagenet")
-#: Number of classes a tree or batch folder must have for the named CIFAR datasets.
-EXPECTED_CLASSES = {"cifar10": 10, "cifar100": 100}
+__all__ = ["DATASETS", "SAMPLE_ROOT", "DataSource", "resolve_source"]
+
+#: Dataset names accepted by :func:`resolve_source` and the DataModule: CIFAR-10/100, any
+#: ImageFolder tree, ImageNet (ILSVRC-2012) and ImageNet-21k (trees), and the paper's transfer
+#: datasets Oxford-IIIT Pets and Oxford Flowers-102 (Sec. 4.1).
+DATASETS = ("cifar10", "cifar100", "imagefolder", "imagenet", "imagenet21k", "pets", "flowers")
 #: The bundled offline sample (40 train + 20 test JPEGs per CIFAR-10 class); see sample/README.md.
 SAMPLE_ROOT = Path(__file__).resolve().parent / "sample" / "cifar10"
-#: Image file extensions of an ImageFolder tree (same list as torchvision.datasets.folder).
-IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-#: Official python-batch layouts: folder name, train files, test files, meta file, label-name key,
-#: label key (https://www.cs.toronto.edu/~kriz/cifar.html).
-_CIFAR_PYTHON = {
-    "cifar10": dict(
-        folder="cifar-10-batches-py",
-        train=[f"data_batch_{i}" for i in range(1, 6)],
-        test=["test_batch"],
-        meta="batches.meta",
-        names_key="label_names",
-        labels_key="labels",
-    ),
-    "cifar100": dict(
-        folder="cifar-100-python",
-        train=["train"],
-        test=["test"],
-        meta="meta",
-        names_key="fine_label_names",
-        labels_key="fine_labels",
-    ),
-}
-
-# (resolved path, split) -> (uint8 images (N, 3, H, W), int64 labels (N,))
-_TENSOR_CACHE: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
-# (resolved split dir, class tuple) -> (list of (path, label), list of sizes in bytes)
-_SCAN_CACHE: dict[tuple[str, tuple[str, ...]], tuple[list[tuple[str, int]], list[int]]] = {}
-# resolved batch folder -> (classes, {split: labels})
-_PYTHON_LABELS: dict[str, dict[str, np.ndarray]] = {}
-
-
-def clear_cache() -> None:
-    """Drop every decoded split and directory scan held by this module (frees the memory)."""
-    _TENSOR_CACHE.clear()
-    _SCAN_CACHE.clear()
-    _PYTHON_LABELS.clear()
-
-
-# ----------------------------------------------------------------------------- python batches
-
-
-def _unpickle(path: Path) -> dict:
-    # The official batches were pickled by Python 2 (str keys); files written by Python 3 tools
-    # often have bytes keys. Normalize keys, and bytes label names, to str.
-    with open(path, "rb") as f:
-        entry = pickle.load(f, encoding="latin1")
-    if not isinstance(entry, dict):
-        raise ValueError(f"{path} is not a CIFAR python batch (expected a pickled dict, got {type(entry).__name__})")
-    return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in entry.items()}
-
-
-def _python_layout(folder: Path) -> str | None:
-    """'cifar10' / 'cifar100' if ``folder`` holds that python-batch layout, else None."""
-    for name, spec in _CIFAR_PYTHON.items():
-        files = spec["train"] + spec["test"] + [spec["meta"]]
-        if all((folder / f).is_file() for f in files):
-            return name
-    return None
-
-
-def read_cifar_python(folder: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Read one split of the official CIFAR-10 / CIFAR-100 python batches.
-
-    Layouts (https://www.cs.toronto.edu/~kriz/cifar.html): ``cifar-10-batches-py/`` holds
-    ``data_batch_1..5``, ``test_batch`` and ``batches.meta`` (``label_names``);
-    ``cifar-100-python/`` holds ``train``, ``test`` and ``meta`` (``fine_label_names``; labels are
-    the 100 fine labels). Each batch is a pickled dict with ``data``: uint8 ``(n, 3072)`` (1024 red,
-    then 1024 green, then 1024 blue values, row-major 32x32) and ``labels`` / ``fine_labels``: a
-    list of n ints. Keys may be str (the official Python-2 pickles) or bytes. No md5 check is made
-    (unlike ``torchvision.datasets.CIFAR10``), so re-packed or tiny test copies load too. Files are
-    unpickled: only read batch folders you trust.
-
-    Args:
-        folder: the batch folder itself (``.../cifar-10-batches-py`` or ``.../cifar-100-python``).
-        split: ``"train"`` or ``"test"``.
-
-    Returns:
-        ``(images, labels, classes)``: uint8 array ``(N, 3, 32, 32)`` (CHW), int64 array ``(N,)``,
-        and the class names in label order.
-
-    Raises:
-        ValueError: unknown split, a folder that is not a batch folder, or a malformed batch.
-    """
-    folder = Path(folder)
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    layout = _python_layout(folder)
-    if layout is None:
-        raise ValueError(
-            f"{folder} is not a CIFAR python batch folder (expected data_batch_1..5, test_batch, batches.meta "
-            f"for CIFAR-10, or train, test, meta for CIFAR-100)"
-        )
-    spec = _CIFAR_PYTHON[layout]
-    classes = _python_classes(folder, layout)
-    datas, labels = [], []
-    for name in spec[split]:
-        entry = _unpickle(folder / name)
-        if "data" not in entry or spec["labels_key"] not in entry:
-            raise ValueError(f"{folder / name}: missing 'data' or {spec['labels_key']!r} in the batch dict")
-        data = np.asarray(entry["data"], dtype=np.uint8)
-        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-            raise ValueError(f"{folder / name}: 'data' has shape {data.shape}, expected (n, 3072)")
-        lab = np.asarray(entry[spec["labels_key"]], dtype=np.int64)
-        if lab.shape != (data.shape[0],):
-            raise ValueError(f"{folder / name}: {lab.shape[0]} labels for {data.shape[0]} images")
-        datas.append(data.reshape(-1, 3, 32, 32))
-        labels.append(lab)
-    images = np.concatenate(datas)
-    labels_arr = np.concatenate(labels)
-    if labels_arr.size and (labels_arr.min() < 0 or labels_arr.max() >= len(classes)):
-        raise ValueError(f"{folder}: labels outside 0..{len(classes) - 1}")
-    return images, labels_arr, classes
-
-
-def _python_classes(folder: Path, layout: str) -> list[str]:
-    spec = _CIFAR_PYTHON[layout]
-    meta = _unpickle(folder / spec["meta"])
-    if spec["names_key"] not in meta:
-        raise ValueError(f"{folder / spec['meta']}: no {spec['names_key']!r} entry")
-    return [n.decode("latin1") if isinstance(n, bytes) else str(n) for n in meta[spec["names_key"]]]
-
-
-def _find_python_batches(root: Path, dataset: str) -> Path | None:
-    spec = _CIFAR_PYTHON.get(dataset)
-    if spec is None:
-        return None
-    for folder in (root / spec["folder"], root):
-        if folder.is_dir() and _python_layout(folder) == dataset:
-            return folder
-    return None
-
-
-# ----------------------------------------------------------------------------- image folders
-
-
-def _find_classes(split_dir: Path) -> list[str]:
-    # As torchvision.datasets.folder.find_classes (sorted sub-folder names), skipping hidden folders.
-    return sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
-
-
-def _scan_split(split_dir: Path, classes: list[str]) -> tuple[list[tuple[str, int]], list[int]]:
-    """(path, label) pairs and file sizes of an ImageFolder split, in ImageFolder's order."""
-    key = (str(split_dir), tuple(classes))
-    if key in _SCAN_CACHE:
-        return _SCAN_CACHE[key]
-    found = _find_classes(split_dir)
-    unknown = sorted(set(found) - set(classes))
-    if unknown:
-        raise ValueError(
-            f"{split_dir} has class folders not in the training split: {unknown[:5]}"
-            + (" ..." if len(unknown) > 5 else "")
-        )
-    index = {c: i for i, c in enumerate(classes)}
-    samples: list[tuple[str, int]] = []
-    sizes: list[int] = []
-    for cls in found:
-        # Same walk and order as torchvision.datasets.folder.make_dataset.
-        for dirpath, _, fnames in sorted(os.walk(split_dir / cls, followlinks=True)):
-            for fname in sorted(fnames):
-                if fname.lower().endswith(IMG_EXTENSIONS):
-                    path = os.path.join(dirpath, fname)
-                    samples.append((path, index[cls]))
-                    sizes.append(os.stat(path).st_size)
-    if not samples:
-        raise ValueError(f"no image files ({', '.join(IMG_EXTENSIONS)}) under {split_dir}")
-    _SCAN_CACHE[key] = (samples, sizes)
-    return samples, sizes
-
-
-def _find_imagefolder(root: Path, dataset: str) -> str | None:
-    """Name of the evaluation folder ('test' or 'val') if ``root`` is an ImageFolder tree, else None."""
-    if not (root / "train").is_dir():
-        return None
-    order = ("val", "test") if dataset == "imagenet" else ("test", "val")
-    for name in order:
-        if (root / name).is_dir():
-            return name
-    return None
-
-
-def _decode_pil(path: str) -> torch.Tensor:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        arr = np.asarray(im.convert("RGB"))
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
-
-
-def _tv_decoder() -> Callable[[str], torch.Tensor] | None:
-    try:
-        from torchvision.io import ImageReadMode, decode_image
-    except ImportError:  # torchvision.io image decoding is deprecated since 0.29
-        return None
-
-    def decode(path: str) -> torch.Tensor:
-        try:
-            with open(path, "rb") as f:
-                data = torch.frombuffer(bytearray(f.read()), dtype=torch.uint8)
-            return decode_image(data, mode=ImageReadMode.RGB)
-        except (RuntimeError, ValueError):
-            return _decode_pil(path)
-
-    return decode
-
-
-def decode_images(paths: list[str]) -> torch.Tensor:
-    """Decode image files into one uint8 tensor.
-
-    Uses ``torchvision.io.decode_image`` (libjpeg-turbo; about 3x faster than PIL on 32x32 JPEGs and
-    pixel-identical to ``PIL.Image.open(p).convert("RGB")`` on the CIFAR-10 JPEG copy), falling
-    back to PIL for formats it cannot read. Greyscale / palette / RGBA images become RGB.
-
-    Args:
-        paths: image files, all of the same height and width.
-
-    Returns:
-        uint8 tensor ``(N, 3, H, W)``.
-
-    Raises:
-        ValueError: the images do not all have the same size (the message names the first one
-            that differs; set ``cache_in_memory=False`` for such trees).
-    """
-    if not paths:
-        raise ValueError("no image files to decode")
-    with warnings.catch_warnings():
-        # torchvision 0.29 deprecates its image decoders (in favour of torchcodec) with one warning a call.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        decode = _tv_decoder() or _decode_pil
-        first = decode(paths[0])
-        out = torch.empty((len(paths), *first.shape), dtype=torch.uint8)
-        out[0] = first
-        for i in range(1, len(paths)):
-            img = decode(paths[i])
-            if img.shape != first.shape:
-                raise ValueError(
-                    f"cannot cache images of different sizes in memory: {paths[i]} is {tuple(img.shape[1:])} "
-                    f"but {paths[0]} is {tuple(first.shape[1:])}; use cache_in_memory=False"
-                )
-            out[i] = img
-    return out
-
-
-def _fingerprint(entries: list[tuple[str, int]]) -> str:
-    h = hashlib.sha1()
-    for rel, size in sorted(entries):
-        h.update(f"{rel}\t{size}\n".encode("utf-8"))
-    return h.hexdigest()[:12]
-
 
 # ----------------------------------------------------------------------------- the source
 
@@ -302,16 +56,23 @@ class DataSource:
     """One resolved copy of a dataset on disk.
 
     Attributes:
-        dataset: ``"cifar10"``, ``"cifar100"``, ``"imagefolder"`` or ``"imagenet"``.
-        kind: ``"sample"`` (the bundled sample, an ImageFolder tree), ``"imagefolder"`` or
-            ``"cifar-python"`` (official python batches).
-        root: absolute path: the tree root (holding ``train/``), or the python batch folder itself.
-        classes: class names in label order (sorted folder names, or the batches' meta names).
+        dataset: one of :data:`DATASETS`.
+        kind: ``"sample"`` (the bundled sample, an ImageFolder tree), ``"imagefolder"``,
+            ``"cifar-python"`` (official python batches), ``"oxford-iiit-pet"`` or ``"flowers-102"``
+            (torchvision's layouts of Pets / Flowers-102).
+        root: absolute path: the tree root (holding ``train/``), the python batch folder itself, or
+            torchvision's base folder (``.../oxford-iiit-pet``, ``.../flowers-102``).
+        classes: class names in label order (sorted folder names, the batches' meta names, Pets
+            names from the annotation files, or ``torchvision.datasets.Flowers102.classes``).
         eval_dir: for trees, the evaluation folder used as the ``"test"`` split (``"test"`` or
-            ``"val"``); ``"test"`` for python batches.
+            ``"val"``); ``"test"`` otherwise.
+        train_dirs: for trees, the folders making up the ``"train"`` split: ``("train",)``, or
+            ``("train", "val")`` for a Pets / Flowers tree holding ``train/``, ``val/`` and
+            ``test/`` (the paper trains on the official train + val).
 
-    Splits are named ``"train"`` (the full official training split, dev part included) and
-    ``"test"``. Nothing is decoded or scanned until asked for.
+    Splits are named ``"train"`` (the full training split the paper trains on, dev part included:
+    CIFAR's 50,000, Pets' trainval, Flowers' train + val) and ``"test"``. Nothing is decoded or
+    scanned until asked for.
     """
 
     dataset: str
@@ -319,6 +80,7 @@ class DataSource:
     root: Path
     classes: list[str]
     eval_dir: str = "test"
+    train_dirs: tuple[str, ...] = ("train",)
     _fingerprint: str | None = field(default=None, repr=False)
 
     @property
@@ -328,27 +90,48 @@ class DataSource:
 
     @property
     def is_tree(self) -> bool:
-        """True for ImageFolder trees (bundled sample included), False for python batches."""
+        """True for ImageFolder trees (bundled sample included)."""
         return self.kind in ("sample", "imagefolder")
 
-    def _split_dir(self, split: str) -> Path:
+    @property
+    def has_files(self) -> bool:
+        """True when every image is its own file (all kinds but ``"cifar-python"``)."""
+        return self.kind != "cifar-python"
+
+    def _split_dirs(self, split: str) -> list[Path]:
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-        return self.root / ("train" if split == "train" else self.eval_dir)
+        return [self.root / d for d in (self.train_dirs if split == "train" else (self.eval_dir,))]
+
+    def _samples_sizes(self, split: str) -> tuple[list[tuple[str, int]], list[int]]:
+        if self.is_tree:
+            samples: list[tuple[str, int]] = []
+            sizes: list[int] = []
+            for d in self._split_dirs(split):
+                s, z = _scan_split(d, self.classes)
+                samples += s
+                sizes += z
+            return samples, sizes
+        if self.has_files:
+            return _list_split(self.kind, self.root, split)
+        raise ValueError(f"{self.kind} source has no per-image files")
 
     def samples(self, split: str) -> list[tuple[str, int]]:
-        """``(file path, label)`` pairs of a tree split, in ImageFolder order (stat only, no decoding).
+        """``(file path, label)`` pairs of a split, in dataset order (stat only, no decoding).
+
+        Trees: ImageFolder order (``train/`` then ``val/`` when both make up the training split).
+        Pets: the lines of ``annotations/trainval.txt`` / ``test.txt``. Flowers-102: the ids of
+        ``setid.mat`` (``trnid`` then ``valid`` for ``"train"``, ``tstid`` for ``"test"``).
 
         Raises:
             ValueError: for python batches (no files per image), or a split without images.
+            FileNotFoundError: Pets / Flowers images listed by the annotations are missing.
         """
-        if not self.is_tree:
-            raise ValueError(f"{self.kind} source has no per-image files")
-        return _scan_split(self._split_dir(split), self.classes)[0]
+        return self._samples_sizes(split)[0]
 
     def labels(self, split: str) -> np.ndarray:
         """int64 labels ``(N,)`` of a split in dataset order, without decoding images."""
-        if self.is_tree:
+        if self.has_files:
             return np.fromiter((lab for _, lab in self.samples(split)), dtype=np.int64)
         key = str(self.root)
         cached = _PYTHON_LABELS.setdefault(key, {})
@@ -371,11 +154,11 @@ class DataSource:
             tensor ``(N,)``, in the same order as :meth:`labels`. Shared, do not modify in place.
 
         Raises:
-            ValueError: tree images of different sizes (see :func:`decode_images`).
+            ValueError: image files of different sizes (see :func:`decode_images`).
         """
         key = (str(self.root), split)
         if key not in _TENSOR_CACHE:
-            if self.is_tree:
+            if self.has_files:
                 samples = self.samples(split)
                 images = decode_images([p for p, _ in samples])
                 labels = torch.tensor([lab for _, lab in samples], dtype=torch.int64)
@@ -387,16 +170,23 @@ class DataSource:
         return _TENSOR_CACHE[key]
 
     def files(self) -> list[tuple[str, int]]:
-        """``(path relative to root, size in bytes)`` of every file this source reads (stat only)."""
-        if self.is_tree:
-            out = []
-            for split in ("train", "test"):
-                samples, sizes = _scan_split(self._split_dir(split), self.classes)
-                out += [(Path(p).relative_to(self.root).as_posix(), s) for (p, _), s in zip(samples, sizes)]
-            return out
-        spec = _CIFAR_PYTHON[_python_layout(self.root)]
-        names = spec["train"] + spec["test"] + [spec["meta"]]
-        return [(n, (self.root / n).stat().st_size) for n in names]
+        """``(path relative to root, size in bytes)`` of every file this source reads (stat only):
+        the images of both splits, plus the batch / annotation / ``.mat`` files."""
+        if self.kind == "cifar-python":
+            spec = _CIFAR_PYTHON[_python_layout(self.root)]
+            names = spec["train"] + spec["test"] + [spec["meta"]]
+            return [(n, (self.root / n).stat().st_size) for n in names]
+        out = []
+        for split in ("train", "test"):
+            samples, sizes = self._samples_sizes(split)
+            out += [(Path(p).relative_to(self.root).as_posix(), s) for (p, _), s in zip(samples, sizes)]
+        if self.kind == "oxford-iiit-pet":
+            extra = [f"annotations/{f}" for f in _PETS_SPLITS.values()]
+        elif self.kind == "flowers-102":
+            extra = ["imagelabels.mat", "setid.mat"]
+        else:
+            extra = []
+        return out + [(n, (self.root / n).stat().st_size) for n in extra]
 
     @property
     def fingerprint(self) -> str:
@@ -413,10 +203,12 @@ class DataSource:
         """One line naming the copy: kind, path, counts and fingerprint.
 
         E.g. ``"cifar10 ImageFolder JPEG tree at /abs/cifar10-jpeg (train 50000, test 10000,
-        fingerprint 3fa2c1d9e0b1)"``.
+        fingerprint 3fa2c1d9e0b1)"``, ``"flowers torchvision Flowers-102 layout at /abs/flowers-102
+        (train 2040 = train+val, test 6149, fingerprint ...)"``.
         """
         n_train, n_test = self.count("train"), self.count("test")
-        counts = f"train {n_train}, {self.eval_dir} {n_test}, fingerprint {self.fingerprint}"
+        merged = " = train+val" if self.kind == "flowers-102" or self.train_dirs != ("train",) else ""
+        counts = f"train {n_train}{merged}, {self.eval_dir} {n_test}, fingerprint {self.fingerprint}"
         if self.kind == "sample":
             try:
                 where = self.root.relative_to(Path(__file__).resolve().parents[2]).as_posix()
@@ -425,52 +217,130 @@ class DataSource:
             return f"{self.dataset} bundled sample ({where}; {counts})"
         if self.kind == "cifar-python":
             return f"{self.dataset} python batches at {self.root} ({counts})"
+        if self.kind == "oxford-iiit-pet":
+            return f"{self.dataset} torchvision Oxford-IIIT Pet layout at {self.root} ({counts})"
+        if self.kind == "flowers-102":
+            return f"{self.dataset} torchvision Flowers-102 layout at {self.root} ({counts})"
         exts = {Path(p).suffix.lower() for p, _ in self.samples("train") + self.samples("test")}
         what = "ImageFolder JPEG tree" if exts <= {".jpg", ".jpeg"} else "ImageFolder tree"
         return f"{self.dataset} {what} at {self.root} ({counts})"
 
 
+#: How each official layout is named in error messages, per dataset.
+_LAYOUT_NAMES = {
+    "cifar10": "official CIFAR-10 python batches",
+    "cifar100": "official CIFAR-100 python batches",
+    "pets": "torchvision's Oxford-IIIT Pet layout",
+    "flowers": "torchvision's Flowers-102 layout",
+}
+
+
+def _official_layout_text(root: Path, dataset: str) -> str | None:
+    if dataset in _CIFAR_PYTHON:
+        return f"{_LAYOUT_NAMES[dataset]} ({root}/{_CIFAR_PYTHON[dataset]['folder']}/ or that folder itself)"
+    if dataset == "pets":
+        return (f"{_LAYOUT_NAMES[dataset]} ({root}/{PETS_FOLDER}/images/<Name>_<n>.jpg with "
+                f"annotations/trainval.txt and annotations/test.txt, or that folder itself)")
+    if dataset == "flowers":
+        return (f"{_LAYOUT_NAMES[dataset]} ({root}/{FLOWERS_FOLDER}/jpg/image_<id>.jpg with imagelabels.mat "
+                f"and setid.mat, or that folder itself)")
+    return None
+
+
 def _layouts_message(root: Path, dataset: str) -> str:
-    folder = _CIFAR_PYTHON.get(dataset, _CIFAR_PYTHON["cifar10"])["folder"]
-    return (
-        f"data root {root} holds neither layout expected for dataset {dataset!r}: "
-        f"(a) official CIFAR python batches ({root}/{folder}/ or that folder itself; cifar10/cifar100 only), "
-        f"or (b) an ImageFolder tree {root}/train/<class>/<image> with {root}/test/<class>/ (or val/)"
-    )
+    """One line: the root, the dataset, the layouts expected, and what was found instead."""
+    eval_dirs = "val/ (or test/)" if dataset in _VAL_FIRST else "test/ (or val/)"
+    tree = f"an ImageFolder tree {root}/train/<class>/<image> with {root}/{eval_dirs.replace('/ ', '/<class>/ ', 1)}"
+    official = _official_layout_text(root, dataset)
+    if official is None:
+        msg = f"data root {root} does not hold the layout expected for dataset {dataset!r}: {tree}"
+    else:
+        msg = f"data root {root} holds neither layout expected for dataset {dataset!r}: (a) {official}, or (b) {tree}"
+    notes = []
+    if root.is_dir():
+        if dataset in _OFFICIAL:
+            name, missing = _OFFICIAL[dataset]
+            for folder in (root / name, root):
+                lacks = missing(folder) if folder.is_dir() else []
+                if folder.is_dir() and 0 < len(lacks) < 3:
+                    notes.append(f"{folder} lacks {', '.join(lacks)}")
+        if (root / "train").is_dir() and _find_imagefolder(root, dataset) is None:
+            notes.append(f"{root}/train exists but neither test/ nor val/")
+        others = [d for d in ("cifar10", "cifar100") if d != dataset and _find_python_batches(root, d) is not None]
+        others += [d for d in _OFFICIAL if d != dataset and _find_official(root, d) is not None]
+        notes += [f"found {_LAYOUT_NAMES[d]} there (dataset={d!r}?)" for d in others]
+    return msg + "".join(f"; {n}" for n in notes)
+
+
+def _download(dataset: str, root: Path) -> None:
+    import torchvision
+
+    root.mkdir(parents=True, exist_ok=True)
+    if dataset == "cifar10":
+        torchvision.datasets.CIFAR10(str(root), train=True, download=True)
+    elif dataset == "cifar100":
+        torchvision.datasets.CIFAR100(str(root), train=True, download=True)
+    elif dataset == "pets":
+        torchvision.datasets.OxfordIIITPet(str(root), split="trainval", target_types="category", download=True)
+    elif dataset == "flowers":
+        torchvision.datasets.Flowers102(str(root), split="train", download=True)
+
+
+#: Datasets ``download=True`` can fetch (with torchvision).
+DOWNLOADABLE = ("cifar10", "cifar100", "pets", "flowers")
+
+
+def _check_class_count(dataset: str, classes: list[str], where: Path, what: str) -> None:
+    """Raise ValueError if ``dataset`` has a fixed class count that ``classes`` does not match.
+    ``what`` is the verb phrase with ``{n}`` for the count found, e.g. ``"has {n} class folders"``."""
+    expected = EXPECTED_CLASSES.get(dataset)
+    if expected is not None and len(classes) != expected:
+        raise ValueError(
+            f"dataset {dataset!r} expects {expected} classes but {where} {what.format(n=len(classes))} "
+            f"({', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''})"
+        )
 
 
 def resolve_source(dataset: str, root: str | os.PathLike | None = None, download: bool = False) -> DataSource:
-    """Find the data for ``dataset`` and describe it, cheaply (no image is decoded).
+    """Find the data for ``dataset`` and describe it, cheaply (no image is decoded or opened).
 
     Args:
-        dataset: one of :data:`DATASETS`. ``"imagenet"`` is an ImageFolder tree with ``train/`` and
-            ``val/`` (``val/`` preferred over ``test/``); ``"imagefolder"`` any such tree.
+        dataset: one of :data:`DATASETS`. ``"imagenet"`` and ``"imagenet21k"`` are ImageFolder trees
+            with ``train/`` and ``val/`` (``val/`` preferred over ``test/``); ``"imagefolder"`` any
+            such tree; ``"pets"`` (Oxford-IIIT Pets, 37 classes) and ``"flowers"`` (Oxford
+            Flowers-102, 102 classes) torchvision's layouts or a tree.
         root: where the data lives. ``None`` with ``"cifar10"`` (and ``download=False``) selects the
-            bundled sample :data:`SAMPLE_ROOT`. Otherwise the layout is detected: (a) official python
-            batches ``root/cifar-10-batches-py`` (``cifar-100-python`` for cifar100) or ``root`` being
-            that folder; (b) an ImageFolder tree ``root/train/<class>/*`` + ``root/test/<class>/*``
-            (or ``val/``). (a) is tried first.
-        download: cifar10/cifar100 only: if the python batches are not under ``root`` yet, download
-            them there with ``torchvision.datasets.CIFAR10/100(root, download=True)`` (needs network;
-            ``root=None`` means ``./data``).
+            bundled sample :data:`SAMPLE_ROOT`. Otherwise the layout is detected, official first:
+            (a) cifar10/cifar100: python batches ``root/cifar-10-batches-py`` (``cifar-100-python``)
+            or ``root`` being that folder; pets: ``root/oxford-iiit-pet/`` (``images/`` +
+            ``annotations/{trainval,test}.txt``) or ``root`` being that folder; flowers:
+            ``root/flowers-102/`` (``jpg/`` + ``imagelabels.mat`` + ``setid.mat``) or that folder;
+            (b) any dataset: an ImageFolder tree ``root/train/<class>/*`` + ``root/test/<class>/*``
+            (or ``val/``). A pets / flowers tree with ``train/``, ``val/`` and ``test/`` trains on
+            ``train/`` + ``val/`` and tests on ``test/``.
+        download: cifar10/cifar100/pets/flowers only: if the official layout is not under ``root``
+            yet, download it there with torchvision (``CIFAR10/100``, ``OxfordIIITPet``,
+            ``Flowers102`` with ``download=True``; needs network; ``root=None`` means ``./data``).
 
     Returns:
         The :class:`DataSource`; its class list comes from the tree's class folders (one
-        ``scandir``) or the batches' meta file.
+        ``scandir``), the batches' meta file, the Pets annotation files, or torchvision's Flowers-102
+        class names (after checking the ``.mat`` labels).
 
     Raises:
         ValueError: unknown dataset (lists the allowed values); no root for a dataset other than
-            cifar10; ``download`` for a dataset other than cifar10/cifar100; a root holding neither
-            layout (names the root and both layouts); a cifar10/cifar100 tree whose number of class
-            folders is not 10/100.
+            cifar10; ``download`` for a dataset torchvision cannot fetch; a root holding none of
+            the layouts expected (one line naming the root, the dataset and the layouts, and what
+            was found instead); a class count other than :data:`EXPECTED_CLASSES` (cifar10 10,
+            cifar100 100, pets 37, flowers 102; ImageNet / ImageNet-21k are not checked).
         FileNotFoundError: ``root`` does not exist.
     """
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; allowed values: {', '.join(DATASETS)}")
-    if download and dataset not in _CIFAR_PYTHON:
+    if download and dataset not in DOWNLOADABLE:
         raise ValueError(
-            f"download=True is only supported for cifar10 and cifar100 (torchvision), not {dataset!r}; "
-            f"set data.root to a prepared ImageFolder tree"
+            f"download=True is only supported for cifar10 and cifar100 (python batches) and pets and flowers "
+            f"(torchvision layouts), not {dataset!r}; set data.root to a prepared ImageFolder tree"
         )
     if root is None:
         if download:
@@ -480,12 +350,8 @@ def resolve_source(dataset: str, root: str | os.PathLike | None = None, download
         else:
             raise ValueError(f"data root required for dataset {dataset!r}: set data.root, --data-root or VITREPRO_DATA")
     root = Path(root).expanduser().resolve()
-    if download and _find_python_batches(root, dataset) is None:
-        import torchvision
-
-        root.mkdir(parents=True, exist_ok=True)
-        cls = torchvision.datasets.CIFAR10 if dataset == "cifar10" else torchvision.datasets.CIFAR100
-        cls(str(root), train=True, download=True)
+    if download and _find_python_batches(root, dataset) is None and _find_official(root, dataset) is None:
+        _download(dataset, root)
     if not root.exists():
         raise FileNotFoundError(f"data root {root} does not exist")
     if not root.is_dir():
@@ -494,10 +360,13 @@ def resolve_source(dataset: str, root: str | os.PathLike | None = None, download
     folder = _find_python_batches(root, dataset)
     if folder is not None:
         classes = _python_classes(folder, dataset)
-        expected = EXPECTED_CLASSES[dataset]
-        if len(classes) != expected:
-            raise ValueError(f"dataset {dataset!r} expects {expected} classes but {folder} names {len(classes)}")
+        _check_class_count(dataset, classes, folder, "names {n}")
         return DataSource(dataset=dataset, kind="cifar-python", root=folder, classes=classes)
+
+    folder = _find_official(root, dataset)
+    if folder is not None:
+        kind = "oxford-iiit-pet" if dataset == "pets" else "flowers-102"
+        return DataSource(dataset=dataset, kind=kind, root=folder, classes=_official_classes(dataset, folder))
 
     eval_dir = _find_imagefolder(root, dataset)
     if eval_dir is None:
@@ -505,11 +374,9 @@ def resolve_source(dataset: str, root: str | os.PathLike | None = None, download
     classes = _find_classes(root / "train")
     if not classes:
         raise ValueError(f"{root / 'train'} has no class folders (expected {root}/train/<class>/<image>)")
-    expected = EXPECTED_CLASSES.get(dataset)
-    if expected is not None and len(classes) != expected:
-        raise ValueError(
-            f"dataset {dataset!r} expects {expected} classes but {root / 'train'} has {len(classes)} class folders "
-            f"({', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''})"
-        )
+    _check_class_count(dataset, classes, root / "train", "has {n} class folders")
+    train_dirs: tuple[str, ...] = ("train",)
+    if dataset in _OFFICIAL and eval_dir == "test" and (root / "val").is_dir():
+        train_dirs = ("train", "val")
     kind = "sample" if root == SAMPLE_ROOT else "imagefolder"
-    return DataSource(dataset=dataset, kind=kind, root=root, classes=classes, eval_dir=eval_dir)
+    return DataSource(dataset=dataset, kind=kind, root=root, classes=classes, eval_dir=eval_dir, train_dirs=train_dirs)
