@@ -7,11 +7,11 @@ from vitrepro.report.pos_emb import (
     describe_runs,
     load_paper,
     load_runs,
-    plot_table8,
     summarize,
     table8_markdown,
     write_report,
 )
+from vitrepro.report.pos_emb_figure import plot_table8
 
 #: Report kinds an experiment file can name under ``report.kind``:
 #: ``fn(runs_csv, paper_csv, out_dir, scale) -> [written paths]``.
