@@ -14,16 +14,15 @@ Prints a table and appends it, with the command, hardware and versions, to
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from _record import append_results
 from vitrepro.experiments.runner import hardware_description
 from vitrepro.models import create_model
 
@@ -90,15 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(time_loader(args.loader, args.batch, 50))
     df = pd.DataFrame(rows)
     df["hardware"] = hardware_description() if device.type == "cpu" else torch.cuda.get_device_name(device)
-    df["torch"] = torch.__version__
-    df["command"] = "python benchmarks/train_throughput.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-    df["measured_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     print(df[["model", "posemb", "params", "batch", "steps", "seconds", "images_per_s"]].to_string(index=False))
     print(f"hardware: {df['hardware'].iloc[0]}; torch {torch.__version__}")
-    out = Path(args.out) / "train_throughput.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out, mode="a", header=not out.exists(), index=False)
-    print(f"appended to {out}")
+    append_results(df, "train_throughput.py", argv, Path(args.out) / "train_throughput.csv")
     return 0
 
 

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import shlex
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -28,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer as TimmViT
 
+from _record import append_results
 from vitrepro.experiments.runner import hardware_description
 from vitrepro.models import create_model, model_defaults
 from vitrepro.models.convert import vitrepro_to_timm
@@ -110,17 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     df["ours_over_timm"] = [round(r.images_per_s / timm_speed[(r.device, r.precision)], 3)
                             if r.impl == "vitrepro" else None for r in df.itertuples()]
     df["hardware"] = [hardware_description() if d == "cpu" else torch.cuda.get_device_name(0) for d in df.device]
-    df["torch"] = torch.__version__
-    df["timm"] = timm.__version__
-    df["command"] = "python benchmarks/vit_vs_timm.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-    df["measured_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     cols = ["model", "impl", "device", "precision", "batch", "steps", "seconds", "images_per_s", "ours_over_timm"]
     print(df[cols].to_string(index=False))
     print(f"hardware: {', '.join(sorted(set(df.hardware)))}; torch {torch.__version__}; timm {timm.__version__}")
-    out = Path(args.out) / "vit_vs_timm.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out, mode="a", header=not out.exists(), index=False)
-    print(f"appended to {out}")
+    append_results(df, "vit_vs_timm.py", argv, Path(args.out) / "vit_vs_timm.csv")
     return 0
 
 

@@ -54,17 +54,25 @@ def warmup_decay(step: int, total: int, warmup: int, schedule: str) -> float:
     return 1.0 - progress if schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-class ClassificationTask(L.LightningModule):
-    """Train ``model`` (any family with the uniform API) on (images (B, C, H, W), labels (B,)) batches.
+def kernel_param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Two optimizer groups: dense and conv kernels with ``weight_decay``; biases, norms, the class token
+    and position embeddings without (big_vision's default decays ``.*/kernel$`` only)."""
+    kernels = {id(m.weight) for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))}
+    params = list(model.parameters())
+    return [{"params": [p for p in params if id(p) in kernels], "weight_decay": weight_decay},
+            {"params": [p for p in params if id(p) not in kernels], "weight_decay": 0.0}]
 
-    Logs ``train/loss``, ``train/top1``, ``val/loss``, ``val/top1``, ``test/top1`` and ``lr``.
-    """
 
-    def __init__(self, model: torch.nn.Module, num_classes: int, optim: OptimConfig | None = None):
+class SupervisedTask(L.LightningModule):
+    """Shared steps of the supervised tasks: ``model`` (any family with the uniform API) on (images
+    (B, C, H, W), labels (B,)) batches; top-1 via torchmetrics. Logs ``train/loss``, ``train/top1``,
+    ``lr``, ``val/loss``, ``val/top1``, ``test/loss``, ``test/top1``. Subclasses give ``loss`` and
+    ``configure_optimizers``."""
+
+    def __init__(self, model: torch.nn.Module, num_classes: int):
         super().__init__()
         self.model = model
         self.num_classes = num_classes
-        self.optim = optim or OptimConfig()
         metric = lambda: torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)  # noqa: E731
         self.train_top1, self.val_top1, self.test_top1 = metric(), metric(), metric()
 
@@ -72,10 +80,7 @@ class ClassificationTask(L.LightningModule):
         return self.model(x)
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.optim.loss == "sigmoid_xent":
-            return F.binary_cross_entropy_with_logits(
-                logits, F.one_hot(y, self.num_classes).to(logits.dtype), reduction="sum") / y.shape[0]
-        return F.cross_entropy(logits, y, label_smoothing=self.optim.label_smoothing)
+        raise NotImplementedError
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -100,15 +105,23 @@ class ClassificationTask(L.LightningModule):
     def test_step(self, batch, batch_idx):
         self._eval_step(batch, "test", self.test_top1)
 
+
+class ClassificationTask(SupervisedTask):
+    """Supervised training from scratch with the paper's pre-training recipe (module docstring)."""
+
+    def __init__(self, model: torch.nn.Module, num_classes: int, optim: OptimConfig | None = None):
+        super().__init__(model, num_classes)
+        self.optim = optim or OptimConfig()
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.optim.loss == "sigmoid_xent":
+            return F.binary_cross_entropy_with_logits(
+                logits, F.one_hot(y, self.num_classes).to(logits.dtype), reduction="sum") / y.shape[0]
+        return F.cross_entropy(logits, y, label_smoothing=self.optim.label_smoothing)
+
     def configure_optimizers(self):
-        # Decay dense and conv kernels only, as big_vision's default (``.*/kernel$``): not biases, norms,
-        # the class token or position embeddings.
-        kernels = {id(m.weight) for m in self.model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))}
-        decay = [p for p in self.model.parameters() if id(p) in kernels]
-        no_decay = [p for p in self.model.parameters() if id(p) not in kernels]
         o = self.optim
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=o.lr, betas=(o.beta1, o.beta2))
+        opt = torch.optim.AdamW(kernel_param_groups(self.model, o.weight_decay), lr=o.lr, betas=(o.beta1, o.beta2))
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = o.warmup_steps if o.warmup_steps is not None else int(o.warmup_fraction * total)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_decay(s, total, warmup, o.schedule))

@@ -29,17 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchmetrics
 from torch import nn
 
 from ..models import create_model
 from ..models.convert import (CheckpointKeyError, load_npz, load_state_dict_strict, load_timm_state_dict,
                               timm_to_vitrepro)
-from .classification import SCHEDULES, warmup_decay
+from .classification import SCHEDULES, SupervisedTask, kernel_param_groups, warmup_decay
 
 GRAD_CLIP_NORM = 1.0  # global gradient norm clipped during fine-tuning (App. B.1.1)
 TORCH_SUFFIXES = (".ckpt", ".pth", ".pt", ".bin")
@@ -329,7 +327,7 @@ def _load_checkpoint(model: nn.Module, path: Path, label: str) -> None:
 # The LightningModule
 # ---------------------------------------------------------------------------------------------------------
 
-class FinetuneTask(L.LightningModule):
+class FinetuneTask(SupervisedTask):
     """Fine-tune ``model`` (any family with the uniform API, head already K-way, e.g. from
     ``load_pretrained``) on (images (B, C, H, W) in [-1, 1], labels (B,) int64) batches.
 
@@ -343,18 +341,15 @@ class FinetuneTask(L.LightningModule):
     """
 
     def __init__(self, model: nn.Module, num_classes: int, config: FinetuneConfig | None = None):
-        super().__init__()
-        self.config = config or FinetuneConfig()
-        if self.config.img_size is not None and self.config.img_size != model.cfg.img_size:
-            model.set_input_size(self.config.img_size)
+        config = config or FinetuneConfig()
+        if config.img_size is not None and config.img_size != model.cfg.img_size:
+            model.set_input_size(config.img_size)
         have = getattr(model, "num_classes", None)
         if have != num_classes:
             raise ValueError(f"the model's head has {have} classes, num_classes={num_classes}: build it with "
                              f"load_pretrained(..., num_classes={num_classes}) or call reset_classifier")
-        self.model = model
-        self.num_classes = num_classes
-        metric = lambda: torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)  # noqa: E731
-        self.train_top1, self.val_top1, self.test_top1 = metric(), metric(), metric()
+        super().__init__(model, num_classes)
+        self.config = config
 
     @classmethod
     def from_pretrained(cls, model_name_or_module: str | nn.Module, checkpoint: str | Path | None, num_classes: int,
@@ -365,34 +360,8 @@ class FinetuneTask(L.LightningModule):
         model = load_pretrained(model_name_or_module, checkpoint, num_classes, config.img_size, **model_overrides)
         return cls(model, num_classes, config)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
-
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        logits = self(x)
-        loss = self.loss(logits, y)
-        self.train_top1(logits, y)
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/top1", self.train_top1, on_step=False, on_epoch=True)
-        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
-        return loss
-
-    def _eval_step(self, batch, stage: str, metric: torchmetrics.Metric):
-        x, y = batch
-        logits = self(x)
-        metric(logits, y)
-        self.log(f"{stage}/loss", self.loss(logits, y), sync_dist=True)
-        self.log(f"{stage}/top1", metric, prog_bar=True)
-
-    def validation_step(self, batch, batch_idx):
-        self._eval_step(batch, "val", self.val_top1)
-
-    def test_step(self, batch, batch_idx):
-        self._eval_step(batch, "test", self.test_top1)
 
     def total_steps(self) -> int:
         """Optimizer steps of the schedule: ``config.steps``, else the Trainer's estimate."""
@@ -409,11 +378,7 @@ class FinetuneTask(L.LightningModule):
 
     def configure_optimizers(self):
         c = self.config
-        kernels = {id(m.weight) for m in self.model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
-        params = list(self.model.parameters())
-        groups = [{"params": [p for p in params if id(p) in kernels], "weight_decay": c.weight_decay},
-                  {"params": [p for p in params if id(p) not in kernels], "weight_decay": 0.0}]
-        opt = torch.optim.SGD(groups, lr=c.lr, momentum=c.momentum)
+        opt = torch.optim.SGD(kernel_param_groups(self.model, c.weight_decay), lr=c.lr, momentum=c.momentum)
         total, warmup = self.total_steps(), c.warmup_steps
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_decay(s, total, warmup, c.schedule))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

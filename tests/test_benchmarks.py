@@ -1,0 +1,25 @@
+"""The benchmark scripts run and record their figures with provenance (no timing is asserted)."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("script,args,csv", [
+    ("train_throughput.py", ["--models", "ViT-C/4", "--batch", "4", "--steps", "1", "--warmup", "0"],
+     "train_throughput.csv"),
+    ("vit_vs_timm.py", ["--model", "ViT-C/4", "--batch", "2", "--steps", "1", "--warmup", "0", "--devices", "cpu"],
+     "vit_vs_timm.csv"),
+])
+def test_benchmark_script_records_its_figures(script, args, csv, tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args, "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = pd.read_csv(tmp_path / csv)
+    assert len(rows) >= 1 and (rows["images_per_s"] > 0).all()
+    assert rows["command"].str.startswith(f"python benchmarks/{script}").all()
+    assert rows[["hardware", "torch", "measured_at"]].notna().all().all()
