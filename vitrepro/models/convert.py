@@ -67,33 +67,34 @@ def _name_keys(keys, limit: int = 40) -> str:
 # timm state_dicts
 # ---------------------------------------------------------------------------------------------------------
 
-# (timm pattern, ours) for ViT and hybrid; BiT keys are timm's own (bit.py subclasses timm's ResNetV2).
-_TIMM_VIT_RULES = [
-    (r"^patch_embed\.proj\.", "embedding."),
-    (r"^patch_embed\.backbone\.", "resnet."),
-    (r"^cls_token$", "cls"),
-    (r"^pos_embed$", "transformer.posembed_input.pos_embedding"),
-    (r"^blocks\.(\d+)\.norm1\.", r"transformer.encoderblock.\1.ln_0."),
-    (r"^blocks\.(\d+)\.attn\.qkv\.", r"transformer.encoderblock.\1.attn.qkv."),
-    (r"^blocks\.(\d+)\.attn\.proj\.", r"transformer.encoderblock.\1.attn.out."),
-    (r"^blocks\.(\d+)\.norm2\.", r"transformer.encoderblock.\1.ln_2."),
-    (r"^blocks\.(\d+)\.mlp\.fc1\.", r"transformer.encoderblock.\1.mlp.dense_0."),
-    (r"^blocks\.(\d+)\.mlp\.fc2\.", r"transformer.encoderblock.\1.mlp.dense_1."),
-    (r"^norm\.", "transformer.encoder_norm."),
+# (timm, ours) names for ViT and hybrid; BiT keys are timm's own (bit.py subclasses timm's ResNetV2).
+# "{i}" is the block index; a name ending in "." is a prefix, any other an exact key.
+_VIT_NAMES = [
+    ("patch_embed.proj.", "embedding."),
+    ("patch_embed.backbone.", "resnet."),
+    ("cls_token", "cls"),
+    ("pos_embed", "transformer.posembed_input.pos_embedding"),
+    ("blocks.{i}.norm1.", "transformer.encoderblock.{i}.ln_0."),
+    ("blocks.{i}.attn.qkv.", "transformer.encoderblock.{i}.attn.qkv."),
+    ("blocks.{i}.attn.proj.", "transformer.encoderblock.{i}.attn.out."),
+    ("blocks.{i}.norm2.", "transformer.encoderblock.{i}.ln_2."),
+    ("blocks.{i}.mlp.fc1.", "transformer.encoderblock.{i}.mlp.dense_0."),
+    ("blocks.{i}.mlp.fc2.", "transformer.encoderblock.{i}.mlp.dense_1."),
+    ("norm.", "transformer.encoder_norm."),
 ]
-_OURS_VIT_RULES = [
-    (r"^embedding\.", "patch_embed.proj."),
-    (r"^resnet\.", "patch_embed.backbone."),
-    (r"^cls$", "cls_token"),
-    (r"^transformer\.posembed_input\.pos_embedding$", "pos_embed"),
-    (r"^transformer\.encoderblock\.(\d+)\.ln_0\.", r"blocks.\1.norm1."),
-    (r"^transformer\.encoderblock\.(\d+)\.attn\.qkv\.", r"blocks.\1.attn.qkv."),
-    (r"^transformer\.encoderblock\.(\d+)\.attn\.out\.", r"blocks.\1.attn.proj."),
-    (r"^transformer\.encoderblock\.(\d+)\.ln_2\.", r"blocks.\1.norm2."),
-    (r"^transformer\.encoderblock\.(\d+)\.mlp\.dense_0\.", r"blocks.\1.mlp.fc1."),
-    (r"^transformer\.encoderblock\.(\d+)\.mlp\.dense_1\.", r"blocks.\1.mlp.fc2."),
-    (r"^transformer\.encoder_norm\.", "norm."),
-]
+
+
+def _rules(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(source name, target name) pairs -> (regex, replacement) rules for ``_rename``."""
+    rules = []
+    for src, dst in pairs:
+        pattern = "^" + re.escape(src).replace(r"\{i\}", r"(\d+)") + ("" if src.endswith(".") else "$")
+        rules.append((pattern, dst.replace("{i}", r"\1")))
+    return rules
+
+
+_TIMM_VIT_RULES = _rules(_VIT_NAMES)
+_OURS_VIT_RULES = _rules([(ours, timm) for timm, ours in _VIT_NAMES])
 
 
 def _is_timm_bit(keys) -> bool:
