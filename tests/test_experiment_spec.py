@@ -66,7 +66,8 @@ def test_data_root_flag_and_environment(capsys, monkeypatch):
 
 
 def test_parse_overrides():
-    assert parse_overrides(["--a.b=1", "--c.d", "[1, 2]", "--e.f=null"]) == {"a.b": 1, "c.d": [1, 2], "e.f": None}
+    assert parse_overrides(["--a.b=1", "--c.d", "[1, 2]", "--e.f=null", "--seed=3"]) == {
+        "a.b": 1, "c.d": [1, 2], "e.f": None, "seed": 3}
     with pytest.raises(ValueError, match="unrecognized argument 'oops'"):
         parse_overrides(["oops"])
 

@@ -7,7 +7,8 @@
   vitrepro fewshot --model ViT-B/16 --checkpoint weights.npz --data-root DIR [--model.<field>=<value>]
   vitrepro models [PATTERN]
 
-``--<section>.<key>=<value>`` overrides any config entry after the scale and grid, e.g.
+``--<section>.<key>=<value>`` (and ``--seed=<int>``, the training seed) overrides any config entry
+after the scale and grid, e.g.
 ``--trainer.devices=2 --trainer.strategy=ddp --trainer.precision=bf16-mixed --optim.lr=3e-4``;
 values are parsed as YAML. ``--data-root`` (or the environment variable ``VITREPRO_DATA``) sets
 ``data.root`` for every run. Errors print one line and exit with status 2.
@@ -24,6 +25,7 @@ import yaml
 
 DATA_ROOT_ENV = "VITREPRO_DATA"
 DATA_ROOT_PLACEHOLDER = "${VITREPRO_DATA}"
+TOP_LEVEL_OVERRIDES = ("--seed",)  # run-config entries outside a section
 
 
 def parse_overrides(tokens: list[str]) -> dict[str, Any]:
@@ -32,8 +34,10 @@ def parse_overrides(tokens: list[str]) -> dict[str, Any]:
     out, i = {}, 0
     while i < len(tokens):
         tok = tokens[i]
-        if not tok.startswith("--") or "." not in tok.split("=", 1)[0]:
-            raise ValueError(f"unrecognized argument {tok!r}: overrides look like --<section>.<key>=<value>")
+        name = tok.split("=", 1)[0]
+        if not tok.startswith("--") or ("." not in name and name not in TOP_LEVEL_OVERRIDES):
+            raise ValueError(f"unrecognized argument {tok!r}: overrides look like --<section>.<key>=<value> "
+                             f"or --seed=<int>")
         if "=" in tok:
             key, value = tok[2:].split("=", 1)
         elif i + 1 < len(tokens) and not tokens[i + 1].startswith("--"):
