@@ -133,7 +133,7 @@ def test_committed_runs_resume_under_the_current_code(csv, capsys):
     committed runs still stand for the new code before updating them."""
     runs = pd.read_csv(csv)
     for command, rows in runs.groupby("command"):
-        argv = [a for a in shlex.split(command)[1:]]
+        argv = shlex.split(command)[1:]
         assert main(argv + ["--dry-run"]) == 0
         ids = {d["run_id"] for d in yaml.safe_load_all(capsys.readouterr().out) if d}
         assert set(rows["run_id"]) <= ids, command

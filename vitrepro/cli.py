@@ -145,7 +145,7 @@ def cmd_run(args, extra: list[str], argv: list[str]) -> int:
 
 def cmd_report(args) -> int:
     from .experiments import Experiment
-    from .experiments.runner import _write_report
+    from .experiments.runner import write_experiment_report
 
     exp = Experiment(args.config)
     scale = args.scale or exp.default_scale
@@ -153,7 +153,7 @@ def cmd_report(args) -> int:
     runs_csv = Path(args.results_dir) / exp.name / "runs.csv"
     if not runs_csv.exists():
         raise FileNotFoundError(f"{runs_csv}: no runs yet; run `vitrepro run {args.config}` first")
-    for p in _write_report(exp, runs_csv, scale):
+    for p in write_experiment_report(exp, runs_csv, scale):
         print(f"wrote {p}")
     return 0
 

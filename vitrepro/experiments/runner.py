@@ -155,7 +155,9 @@ def execute_run(run: RunSpec, exp_dir: Path, command: str) -> dict[str, Any] | N
     }
 
 
-def _write_report(exp: Experiment, runs_csv: Path, scale: str) -> list[Path]:
+def write_experiment_report(exp: Experiment, runs_csv: Path, scale: str) -> list[Path]:
+    """Write the report the experiment file names (``report.kind``) for ``scale`` beside ``runs_csv``;
+    return the written paths (none when the file names no report)."""
     if not exp.report:
         return []
     from ..report import REPORTS
@@ -186,6 +188,6 @@ def run_experiment(exp: Experiment, runs: list[RunSpec], results_dir: Path, argv
             shown = {k: row.get(k) for k in ("top1", "fewshot_5", "wall_s")}
             log(f"[{i}/{len(runs)}] {run.run_id}: {shown}")
     if rank_zero and table.path.exists():
-        for p in _write_report(exp, table.path, runs[0].scale if runs else exp.default_scale):
+        for p in write_experiment_report(exp, table.path, runs[0].scale if runs else exp.default_scale):
             log(f"wrote {p}")
     return table.path

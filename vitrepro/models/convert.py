@@ -44,8 +44,8 @@ from torch import nn
 
 from .bit import BiTResNet
 from .hybrid import HybridVisionTransformer
-from .posemb import resample_posemb_grid
-from .vit import VisionTransformer, _resample_1d
+from .posemb import resample_posemb_1d, resample_posemb_grid
+from .vit import VisionTransformer
 
 LAYOUTS = ("vit_jax", "big_vision", "big_transfer")
 
@@ -195,7 +195,7 @@ def _resample_posemb_entry(model, key, v, want, interpolation, align_corners):
     if key.endswith("pos_embedding") and v.ndim == 3 and v.shape[-1] == want[-1]:
         return resample_posemb_grid(v, cfg.grid_size, cfg.num_prefix_tokens, interpolation, align_corners)
     if key.endswith(("pos_embedding_x", "pos_embedding_y")) and v.ndim == 2 and v.shape[1] == want[1]:
-        return _resample_1d(v, want[0], interpolation, align_corners)
+        return resample_posemb_1d(v, want[0], interpolation, align_corners)
     return None
 
 

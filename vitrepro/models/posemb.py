@@ -143,3 +143,12 @@ def resample_posemb_grid(posemb: torch.Tensor, new_grid: tuple[int, int], num_pr
     grid = F.interpolate(grid.float(), size=tuple(new_grid), mode=mode, **kwargs).to(posemb.dtype)
     grid = grid.permute(0, 2, 3, 1).reshape(1, new_grid[0] * new_grid[1], -1)
     return torch.cat([prefix, grid], dim=1)
+
+
+def resample_posemb_1d(table: torch.Tensor, n: int, mode: str, align_corners: bool) -> torch.Tensor:
+    """Resample a (g, C) table of one grid axis to (n, C): the 2-D ``mode`` on a 1 x g image, so it is
+    the same interpolation along that axis (``bilinear`` -> linear)."""
+    kwargs = {"align_corners": align_corners} if mode in ("bilinear", "bicubic") else {}
+    img = table.float().t()[None, :, None, :]  # (1, C, 1, g)
+    out = F.interpolate(img, size=(1, n), mode=mode, **kwargs)
+    return out[0, :, 0, :].t().to(table.dtype).contiguous()

@@ -22,7 +22,7 @@ from timm.layers import lecun_normal_
 from torch import nn
 
 from .posemb import (POSEMB_KINDS, LearnedPosEmb1D, LearnedPosEmb2D, RelativePositionBias, check_posemb,
-                     make_additive_posemb, resample_posemb_grid)
+                     make_additive_posemb, resample_posemb_1d, resample_posemb_grid)
 
 POOLS = ("token", "gap")
 
@@ -321,7 +321,7 @@ class VisionTransformer(nn.Module):
             elif isinstance(m, LearnedPosEmb2D):
                 for name, n in (("pos_embedding_x", new_grid[1]), ("pos_embedding_y", new_grid[0])):
                     old = getattr(m, name)
-                    setattr(m, name, _like(old, _resample_1d(old.data, n, interpolation, align_corners)))
+                    setattr(m, name, _like(old, resample_posemb_1d(old.data, n, interpolation, align_corners)))
                 m.grid_size = new_grid
         self.cfg = new_cfg
 
@@ -338,15 +338,6 @@ class VisionTransformer(nn.Module):
 def _like(old: nn.Parameter, data: torch.Tensor) -> nn.Parameter:
     """A new parameter holding ``data``, as trainable as ``old``."""
     return nn.Parameter(data, requires_grad=old.requires_grad)
-
-
-def _resample_1d(table: torch.Tensor, n: int, mode: str, align_corners: bool) -> torch.Tensor:
-    """Resample a (g, C) table of one grid axis to (n, C): the 2-D ``mode`` on a 1 x g image, so it is
-    the same interpolation along that axis (``bilinear`` -> linear)."""
-    kwargs = {"align_corners": align_corners} if mode in ("bilinear", "bicubic") else {}
-    img = table.float().t()[None, :, None, :]  # (1, C, 1, g)
-    out = F.interpolate(img, size=(1, n), mode=mode, **kwargs)
-    return out[0, :, 0, :].t().to(table.dtype).contiguous()
 
 
 __all__ = ["ViTConfig", "VisionTransformer", "POSEMB_KINDS", "POOLS"]
