@@ -92,3 +92,22 @@ def test_an_lr_running_on_another_machine_is_left_to_it(tmp_path):
     other.tell(trial, 0.99)  # the other machine finishes; nothing is left to run
     objective2, calls2 = peaked(0.01)
     assert sweep_learning_rates(objective2, LRS, storage=storage, study_name="shared")[0] == 0.03 and not calls2
+
+
+def test_lockstep_sweep_runs_in_grid_order_resumes_and_only_the_writer_writes(tmp_path):
+    """The runner's sweep (every DDP rank fine-tunes the same lrs in the same order; rank 0 records)."""
+    from vitrepro.tasks.sweep import completed_learning_rates, sweep_in_lockstep
+
+    storage = f"sqlite:///{tmp_path}/sub/s.db"
+    objective, calls = peaked(0.01)
+    order = []
+    best, scores = sweep_in_lockstep(lambda lr: order.append(lr) or objective(lr), LRS, storage, "run", is_writer=False)
+    assert best == 0.01 and order == [float(lr) for lr in LRS] and not (tmp_path / "sub").exists()  # a reader writes nothing
+    best, scores = sweep_in_lockstep(objective, LRS[:2], storage, "run", is_writer=True)
+    assert set(completed_learning_rates(storage, "run")) == set(LRS[:2])
+    again = []
+    best, scores = sweep_in_lockstep(lambda lr: again.append(lr) or objective(lr), LRS, storage, "run")
+    assert again == [float(lr) for lr in LRS[2:]] and best == 0.01 and list(scores) == [float(lr) for lr in LRS]
+    assert completed_learning_rates(storage, "other") == {} and completed_learning_rates(f"sqlite:///{tmp_path}/none.db", "run") == {}
+    with pytest.raises(ValueError, match="lrs is empty"):
+        sweep_in_lockstep(objective, [], storage, "run")

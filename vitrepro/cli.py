@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -85,8 +86,22 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Run-config entries that may hold a ``${ENV_NAME}`` placeholder, filled from the environment at run time.
+ENV_ENTRIES = (("data", "root"), ("finetune", "data", "root"), ("init", "checkpoint"))
+_ENV_PLACEHOLDER = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+def _get(cfg: dict, path: tuple[str, ...]):
+    for k in path:
+        if not isinstance(cfg, dict) or k not in cfg:
+            return None
+        cfg = cfg[k]
+    return cfg
+
+
 def _resolve_data_root(runs, args, exp) -> None:
-    """Apply --data-root / $VITREPRO_DATA and --download; refuse a run that still needs a data root."""
+    """Apply --data-root / $VITREPRO_DATA and --download, then fill every other ``${NAME}`` placeholder of
+    ``ENV_ENTRIES`` from the environment; refuse a run that still has one (a dry run shows them)."""
     from .experiments.spec import ExperimentError
 
     root = args.data_root or os.environ.get(DATA_ROOT_ENV)
@@ -95,30 +110,46 @@ def _resolve_data_root(runs, args, exp) -> None:
             r.config["data"]["root"] = root
         if args.download:
             r.config["data"]["download"] = True
-        if r.config["data"].get("root") == DATA_ROOT_PLACEHOLDER:
+        for path in ENV_ENTRIES:
+            value = _get(r.config, path)
+            m = _ENV_PLACEHOLDER.match(value) if isinstance(value, str) else None
+            if not m:
+                continue
+            if os.environ.get(m[1]):
+                _get(r.config, path[:-1])[path[-1]] = os.environ[m[1]]
+                continue
             if args.dry_run:
                 continue
-            raise ExperimentError(f"{exp.path}: scale {r.scale}: key 'data.root' needs a data set: pass "
-                                  f"--data-root DIR or set {DATA_ROOT_ENV} (allowed layouts: an ImageFolder "
-                                  "tree with train/ and test/, or CIFAR python batches)")
+            key = ".".join(path)
+            if m[1] == DATA_ROOT_ENV:
+                raise ExperimentError(f"{exp.path}: scale {r.scale}: key '{key}' needs a data set: pass "
+                                      f"--data-root DIR or set {DATA_ROOT_ENV} (allowed layouts: an ImageFolder "
+                                      "tree with train/ and test/, or CIFAR python batches)")
+            raise ExperimentError(f"{exp.path}: scale {r.scale}: key '{key}' is {value}: set the environment "
+                                  f"variable {m[1]} (or override it: --{key}=VALUE)")
 
 
 def _check_data(runs, exp) -> None:
-    """Open each distinct data config once (cheap: finds the layout, counts classes) before training."""
+    """Open each distinct data config once (cheap: finds the layout, counts classes) before training: the
+    run's ``data`` and, when it fine-tunes, its target ``data`` + ``finetune.data``."""
     from .data import ImageClassificationDataModule
     from .experiments.spec import ExperimentError
 
     seen = set()
     for r in runs:
-        key = repr(sorted(r.config["data"].items()))
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            ImageClassificationDataModule(**r.config["data"])
-        except (ValueError, FileNotFoundError, RuntimeError) as e:
-            msg = " ".join(str(e).split())
-            raise ExperimentError(f"{exp.path}: scale {r.scale}: key 'data': {msg}") from None
+        targets = [("data", r.config["data"])]
+        if "finetune" in r.config:
+            targets.append(("finetune.data", {**r.config["data"], **r.config["finetune"]["data"]}))
+        for key, data in targets:
+            sig = repr(sorted(data.items()))
+            if sig in seen:
+                continue
+            seen.add(sig)
+            try:
+                ImageClassificationDataModule(**data).split_indices()  # labels only: a too-large subset fails here
+            except (ValueError, FileNotFoundError, RuntimeError) as e:
+                msg = " ".join(str(e).split())
+                raise ExperimentError(f"{exp.path}: scale {r.scale}: key '{key}': {msg}") from None
 
 
 def cmd_run(args, extra: list[str], argv: list[str]) -> int:
@@ -202,9 +233,13 @@ def _quiet() -> None:
 
     import lightning  # noqa: F401  (importing it sets its loggers to INFO; lower them afterwards)
 
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning", "optuna"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")  # lightning vs torch 2.14 deprecation
+    warnings.filterwarnings("ignore", message=r".*Total length of .* across ranks is zero.*")  # no dev split: by design
 
 
 def main(argv: list[str] | None = None) -> int:

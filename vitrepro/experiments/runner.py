@@ -1,5 +1,10 @@
 """Execute the runs of an experiment: train, evaluate, record one row per run, resume after interruption.
 
+Per task (``spec.py``): ``pretrain`` trains, evaluates test top-1 and few-shot linear accuracy and, with a
+``finetune`` section, fine-tunes the trained network (``stages.finetune_stage``: Table 4 sweep on the dev
+split, final fine-tune on the whole training split, test top-1); ``finetune`` does the last from
+``init.checkpoint``; ``fewshot`` evaluates ``init.checkpoint`` by few-shot linear probes.
+
 Layout under ``<results_dir>/<experiment>/``:
   ``runs.csv``                  one row per finished run (all scales), written atomically
   ``runs/<run_id>/config.yaml`` the resolved config and the command
@@ -30,6 +35,7 @@ import torchmetrics.functional as TMF
 import yaml
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 from .. import __version__
 from ..data import ImageClassificationDataModule
@@ -37,6 +43,7 @@ from ..evaluation import evaluate_fewshot, extract_features
 from ..models import create_model
 from ..tasks import ClassificationTask, OptimConfig
 from .spec import Experiment, RunSpec
+from .stages import finetune_stage, init_checkpoint, model_factory, pretrained_model
 
 
 def hardware_description() -> str:
@@ -102,23 +109,79 @@ class RunsTable:
         os.replace(tmp, self.path)
 
 
-def _evaluate(task: ClassificationTask, dm: ImageClassificationDataModule, eval_cfg: dict) -> dict[str, float]:
-    """Test top-1 of the trained classifier and few-shot linear accuracies, in one pass over the test set."""
-    model = task.model
-    feats, labels, logits = extract_features(model, dm.test_set, batch_size=eval_cfg["batch_size"], with_logits=True)
-    out = {"top1": TMF.accuracy(logits, labels, task="multiclass", num_classes=dm.num_classes).item()}
+def _evaluate(model: torch.nn.Module, dm: ImageClassificationDataModule, eval_cfg: dict,
+              top1: bool = True) -> dict[str, float]:
+    """Few-shot linear accuracies of ``model``'s pre-logits and, with ``top1``, the test top-1 of its own
+    head, in one pass over the test set."""
+    feats, labels, *logits = extract_features(model, dm.test_set, batch_size=eval_cfg["batch_size"], with_logits=top1)
+    out = {"top1": TMF.accuracy(logits[0], labels, task="multiclass", num_classes=dm.num_classes).item()} if top1 else {}
     out.update(evaluate_fewshot(model, dm.fewshot_pool(), dm.fewshot_pool_labels(), feats, labels, dm.num_classes,
                                 shots=eval_cfg["shots"], seeds=eval_cfg["seeds"], l2_reg=eval_cfg["l2_reg"],
                                 batch_size=eval_cfg["batch_size"]))
     return out
 
 
-def execute_run(run: RunSpec, exp_dir: Path, command: str) -> dict[str, Any] | None:
-    """Train and evaluate one run; return its result row on global rank 0, None on other ranks."""
+def _provenance(run: RunSpec, command: str, world_size: int, precision: str, data: str) -> dict[str, Any]:
+    return {"hardware": hardware_description(), "devices": world_size, "precision": precision, "data": data,
+            "command": command, "vitrepro": __version__, "torch": torch.__version__,
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def _write_config(run: RunSpec, run_dir: Path, command: str) -> None:
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(
+        {"run_id": run.run_id, "task": run.task, "command": command, "scale": run.scale, "cell": run.cell,
+         "config": run.config}, sort_keys=False))
+
+
+def _is_global_zero() -> bool:
+    """Global rank 0, also before the first fit has started DDP (Lightning reads the rank from the
+    launcher's environment: LOCAL_RANK, RANK, SLURM_PROCID)."""
+    return rank_zero_only.rank == 0
+
+
+def execute_run(run: RunSpec, exp_dir: Path, command: str,
+                log: Callable[[str], None] = print) -> dict[str, Any] | None:
+    """Execute one run of its task; return its result row on global rank 0, None on other ranks."""
     cfg = run.config
     run_dir = exp_dir / "runs" / run.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
+    if run.task == "pretrain":
+        return _pretrain(run, run_dir, command, log)
+    t0 = time.time()
+    head = {"run_id": run.run_id, "experiment": run.experiment, "task": run.task, "scale": run.scale, **run.cell,
+            "model": cfg["model"]["name"], "seed": cfg["seed"], "init": str(init_checkpoint(cfg))}
+    if run.task == "fewshot":  # one process: no training, nothing to distribute
+        if _is_global_zero():
+            _write_config(run, run_dir, command)
+        dm = ImageClassificationDataModule(**cfg["data"])
+        dm.setup()
+        model = pretrained_model(cfg, dm.num_classes, cfg["data"]["img_size"])
+        metrics = _evaluate(model, dm, cfg["eval"], top1=False)
+        return {**head, "params": sum(p.numel() for p in model.parameters()),
+                **{k: round(v, 5) for k, v in metrics.items()}, "wall_s": round(time.time() - t0, 1),
+                **_provenance(run, command, 1, "32-true", dm.describe())}
+    # finetune: the first Lightning fit starts DDP, so rank is known only afterwards
+    make = lambda k, img_size: pretrained_model(cfg, k, img_size)  # noqa: E731
+    init_checkpoint(cfg)  # a missing checkpoint fails here, before any training
+    if _is_global_zero():
+        _write_config(run, run_dir, command)
+    ft = finetune_stage(make, cfg, run_dir, run.run_id, is_writer=_is_global_zero(), log=log)
+    if not _is_global_zero():
+        return None
+    ws = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    target = ImageClassificationDataModule(**{**cfg["data"], **cfg["finetune"]["data"]})
+    target.setup()
+    model = make(target.num_classes, target.img_size)  # the checkpoint, probed before fine-tuning
+    probe = _evaluate(model, target, cfg["eval"], top1=False)
+    return {**head, "params": sum(p.numel() for p in model.parameters()),
+            **{k: round(v, 5) for k, v in probe.items()}, **ft, "wall_s": round(time.time() - t0, 1),
+            **_provenance(run, command, ws, str(cfg["trainer"].get("precision", "32-true")), target.describe())}
+
+
+def _pretrain(run: RunSpec, run_dir: Path, command: str, log: Callable[[str], None]) -> dict[str, Any] | None:
+    """Train (resuming from ``last.ckpt``), fine-tune when the config says so, then evaluate on rank 0."""
+    cfg = run.config
     dm = ImageClassificationDataModule(**cfg["data"])
     model_kwargs = dict(cfg["model"])
     model = create_model(model_kwargs.pop("name"), num_classes=dm.num_classes,
@@ -130,28 +193,29 @@ def execute_run(run: RunSpec, exp_dir: Path, command: str) -> dict[str, Any] | N
                                    SaveOnInterrupt(ckpt_dir / "last.ckpt")],
                         **cfg["trainer"])
     if trainer.is_global_zero:
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(
-            {"run_id": run.run_id, "command": command, "scale": run.scale, "cell": run.cell, "config": cfg},
-            sort_keys=False))
+        _write_config(run, run_dir, command)
     last = ckpt_dir / "last.ckpt"
     resumed = last.exists()
     t0 = time.time()
     trainer.fit(task, datamodule=dm, ckpt_path=str(last) if resumed else None)
+    trainer.save_checkpoint(last)  # the final weights, whatever the checkpoint interval (few_shot/transfer read it)
+    pretrain_wall = time.time() - t0
+    ft = {}
+    if "finetune" in cfg:  # every rank: the fine-tuning fits are distributed like the pre-training
+        ft = finetune_stage(model_factory(model, cfg, dm.num_classes), cfg, run_dir, run.run_id,
+                            is_writer=trainer.is_global_zero, log=log if trainer.is_global_zero else (lambda m: None))
     if not trainer.is_global_zero:
         return None
-    metrics = _evaluate(task, dm, cfg["eval"])
-    wall = time.time() - t0
+    metrics = _evaluate(task.model, dm, cfg["eval"])
     return {
         "run_id": run.run_id, "experiment": run.experiment, "scale": run.scale, **run.cell,
         "model": cfg["model"]["name"], "seed": cfg["seed"],
         "params": sum(p.numel() for p in model.parameters()),
         "gflops": round(count_flops(model, cfg["data"]["img_size"]), 4),
         "train_images": len(dm.train_set), "epochs": trainer.current_epoch, "steps": trainer.global_step,
-        **{k: round(v, 5) for k, v in metrics.items()},
-        "wall_s": round(wall, 1), "resumed": resumed, "hardware": hardware_description(),
-        "devices": trainer.world_size, "precision": str(trainer.precision), "data": dm.describe(),
-        "command": command, "vitrepro": __version__, "torch": torch.__version__,
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **{k: round(v, 5) for k, v in metrics.items()}, **ft,
+        "wall_s": round(time.time() - t0, 1), **({"pretrain_wall_s": round(pretrain_wall, 1)} if ft else {}),
+        "resumed": resumed, **_provenance(run, command, trainer.world_size, str(trainer.precision), dm.describe()),
     }
 
 
@@ -180,12 +244,12 @@ def run_experiment(exp: Experiment, runs: list[RunSpec], results_dir: Path, argv
         if run.run_id in finished:
             log(f"[{i}/{len(runs)}] {run.run_id}: finished earlier, skipped")
             continue
-        log(f"[{i}/{len(runs)}] {run.run_id}: training")
-        row = execute_run(run, exp_dir, command)
+        log(f"[{i}/{len(runs)}] {run.run_id}: {run.task}")
+        row = execute_run(run, exp_dir, command, log)
         rank_zero = row is not None
         if rank_zero:
             table.append(row)
-            shown = {k: row.get(k) for k in ("top1", "fewshot_5", "wall_s")}
+            shown = {k: row[k] for k in ("top1", "fewshot_5", "ft_top1", "wall_s") if k in row}
             log(f"[{i}/{len(runs)}] {run.run_id}: {shown}")
     if rank_zero and table.path.exists():
         for p in write_experiment_report(exp, table.path, runs[0].scale if runs else exp.default_scale):

@@ -1,11 +1,21 @@
 """Experiment files: schema, validation, scales and grid expansion.
 
-An experiment YAML holds ``name``, ``report`` (optional), ``default_scale``, ``base`` (one complete run
-config), ``grid`` (a list of cells, each a mapping of dotted keys to values, e.g.
-``{model.posemb: learned_2d, model.posemb_placement: every_layer}``) and ``scales`` (per scale, dotted
-overrides of ``base``). A run config has the sections ``model`` (``name`` plus any architecture field),
+An experiment YAML holds ``name``, ``task`` (``pretrain``, the default; ``finetune``; ``fewshot``),
+``report`` (optional), ``default_scale``, ``base`` (one complete run config), ``grid`` (a list of cells,
+each a mapping of dotted keys to values, e.g. ``{model.posemb: learned_2d, model.posemb_placement:
+every_layer}``; a key may name a whole section: ``{model: {name: R50x1}}``) and ``scales`` (per scale,
+dotted overrides of ``base``; a scale's own ``grid`` replaces the top-level one, e.g. subset sizes that
+depend on the data set). A run config has the sections ``model`` (``name`` plus any architecture field),
 ``data`` (the arguments of ``ImageClassificationDataModule``), ``optim`` (``OptimConfig``), ``trainer``
-(keyword arguments of ``lightning.Trainer``), ``eval`` (``EvalConfig``) and ``seed``.
+(keyword arguments of ``lightning.Trainer``), ``eval`` (``EvalConfig``), ``seed``, and optionally
+``init`` (``InitConfig``: the checkpoint that ``finetune`` and ``fewshot`` start from) and ``finetune``
+(``FinetuneSection``: the transfer stage of App. B.1.1, after pre-training or as the whole task).
+
+The tasks (what ``vitrepro.experiments.runner`` does with each run):
+  pretrain  train ``model`` on ``data`` with ``optim``; evaluate test top-1 and few-shot linear accuracy
+            (``eval``); then, when the config has a ``finetune`` section, fine-tune the trained network.
+  finetune  load ``init.checkpoint`` into ``model`` and fine-tune it (the ``finetune`` section).
+  fewshot   load ``init.checkpoint`` into ``model``; few-shot linear accuracy on ``data`` (``eval``).
 
 Every error is an ``ExperimentError`` whose message is one line naming the file, the key and the
 allowed values. Typed validation is jsonargparse's, over the signatures of the classes the run uses.
@@ -17,7 +27,7 @@ import hashlib
 import inspect
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +37,11 @@ from jsonargparse import ArgumentParser
 
 from ..data import ImageClassificationDataModule
 from ..models import model_config
-from ..tasks import OptimConfig
+from ..tasks import FinetuneConfig, OptimConfig
 
-TOP_KEYS = ("name", "description", "report", "default_scale", "base", "grid", "scales")
-RUN_SECTIONS = ("model", "data", "optim", "trainer", "eval", "seed")
+TOP_KEYS = ("name", "description", "task", "report", "default_scale", "base", "grid", "scales")
+TASKS = ("pretrain", "finetune", "fewshot")
+RUN_SECTIONS = ("model", "data", "optim", "trainer", "eval", "seed", "init", "finetune")
 RUNNER_OWNED_TRAINER_KEYS = ("logger", "callbacks", "default_root_dir", "enable_checkpointing")
 
 
@@ -49,28 +60,93 @@ class EvalConfig:
 
 
 @dataclass
+class InitConfig:
+    """Where ``finetune`` and ``fewshot`` runs start. ``checkpoint``: any file ``load_pretrained`` reads
+    (our ``.ckpt``, a timm state_dict, a Google ``.npz``) or a run directory of ``vitrepro run``
+    (its ``checkpoints/last.ckpt``); relative paths are taken from the working directory. None: a random
+    initialization (the smoke scales, which check the pipeline without a checkpoint)."""
+
+    checkpoint: str | None = None
+
+
+@dataclass
+class FinetuneSection:
+    """The ``finetune`` section: ``FinetuneConfig`` fields (``lr``, ``steps``, ``warmup_steps``, ...; the
+    resolution is the target data's ``img_size``) plus
+
+    lrs: the learning-rate grid of the Table 4 sweep, each fine-tuned on the dev split and scored by dev
+        top-1; the best is fine-tuned again on the whole training split and scored on the test split
+        (App. B.1.1). None: no sweep, ``lr`` alone.
+    data: overrides of the run's ``data`` section for the fine-tuning target (e.g. ``{dataset: pets,
+        train_size: null, img_size: 384}``).
+    trainer: ``lightning.Trainer`` arguments for fine-tuning; the run's device settings (accelerator,
+        devices, strategy, precision, ...) carry over, its epoch and step limits do not.
+    storage: Optuna storage URL of the sweep (None: ``sqlite:///<run dir>/finetune_sweep.db``); a
+        finished learning rate is never fine-tuned again.
+    """
+
+    lrs: list[float] | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    trainer: dict[str, Any] = field(default_factory=dict)
+    storage: str | None = None
+
+
+#: Trainer arguments of a run that carry over to its fine-tuning stage (devices and numerics, not limits).
+FINETUNE_TRAINER_CARRY = ("accelerator", "devices", "strategy", "num_nodes", "precision", "enable_progress_bar",
+                          "enable_model_summary", "log_every_n_steps", "num_sanity_val_steps", "deterministic",
+                          "benchmark")
+
+
+@dataclass
 class RunSpec:
-    """One expanded run: the experiment, the scale, the grid cell and the complete resolved config."""
+    """One expanded run: the experiment, the scale, the grid cell, the complete resolved config and the
+    task (``pretrain``, ``finetune`` or ``fewshot``)."""
 
     experiment: str
     scale: str
     cell: dict[str, Any]
     config: dict[str, Any]
+    task: str = "pretrain"
 
     @property
     def run_id(self) -> str:
-        """Stable id of the resolved config: ``<cell values>-<sha1[:8]>``, e.g. ``learned_2d-stem-1a2b3c4d``."""
+        """Stable id of the resolved config: ``<cell values>-<sha1[:8]>``, e.g. ``learned_2d-stem-1a2b3c4d``
+        (a cell value that is a section is labelled by its ``name``: ``R50x1-1000-...``; a path by its last
+        component)."""
         digest = hashlib.sha1(json.dumps(self.config, sort_keys=True, default=str).encode()).hexdigest()[:8]
-        label = "-".join(re.sub(r"[^A-Za-z0-9_.]+", "_", str(v)) for v in self.cell.values())
+        values = [v.get("name", "_".join(map(str, v.values()))) if isinstance(v, dict)
+                  else Path(str(v)).name if k.endswith(("checkpoint", "root")) and v else v
+                  for k, v in self.cell.items()]
+        label = "-".join(re.sub(r"[^A-Za-z0-9_.]+", "_", str(v)) for v in values)
         return f"{label}-{digest}" if label else digest
+
+
+SECTION_CLASSES = {"data": ImageClassificationDataModule, "optim": OptimConfig, "eval": EvalConfig,
+                   "init": InitConfig}
+FINETUNE_FIELDS = [n for n in inspect.signature(FinetuneConfig.__init__).parameters if n not in ("self", "img_size")]
+FINETUNE_KEYS = FINETUNE_FIELDS + [f.name for f in fields(FinetuneSection)]
 
 
 def _section_parser() -> ArgumentParser:
     p = ArgumentParser(exit_on_error=False, default_env=False)
-    p.add_class_arguments(ImageClassificationDataModule, "data")
-    p.add_class_arguments(OptimConfig, "optim")
-    p.add_class_arguments(EvalConfig, "eval")
+    for name, cls in SECTION_CLASSES.items():
+        p.add_class_arguments(cls, name)
+    p.add_class_arguments(FinetuneConfig, "finetune", skip={"img_size"})
+    p.add_argument("--finetune.lrs", type=list[float] | None, default=None)  # FinetuneSection's own fields
+    p.add_argument("--finetune.storage", type=str | None, default=None)
     return p
+
+
+def _allowed(cls) -> list[str]:
+    return [n for n in inspect.signature(cls.__init__).parameters if n != "self"]
+
+
+def _check_trainer(trainer: dict, where: str, prefix: str = "trainer") -> None:
+    allowed = _allowed(L.Trainer)
+    for k in trainer:
+        if k in RUNNER_OWNED_TRAINER_KEYS or k not in allowed:
+            raise ExperimentError(f"{where}: unknown key '{prefix}.{k}': allowed are lightning.Trainer arguments "
+                                  f"except {', '.join(RUNNER_OWNED_TRAINER_KEYS)} (set by the runner)")
 
 
 def _one_line(err: Exception) -> str:
@@ -96,11 +172,13 @@ def apply_overrides(cfg: dict, overrides: dict[str, Any]) -> dict:
     return out
 
 
-def validate_run_config(cfg: dict, where: str) -> dict:
-    """Check one complete run config; return it with defaults filled for data/optim/eval.
+def validate_run_config(cfg: dict, where: str, task: str = "pretrain") -> dict:
+    """Check one complete run config of ``task``; return it with defaults filled for data/optim/eval (and
+    init/finetune when present: a config without them resolves, and hashes, as before they existed).
 
     Raises ``ExperimentError("<where>: ...")`` for an unknown section or key, a wrong type or value, a
-    model the registry cannot build, or a trainer argument ``lightning.Trainer`` does not take.
+    model the registry cannot build, a trainer argument ``lightning.Trainer`` does not take, or a section
+    the task needs and lacks (``finetune`` for the finetune task).
     """
     unknown = sorted(set(cfg) - set(RUN_SECTIONS))
     if unknown:
@@ -113,30 +191,65 @@ def validate_run_config(cfg: dict, where: str) -> dict:
     except (ValueError, TypeError) as e:
         raise ExperimentError(f"{where}: key 'model': {_one_line(e)}") from None
     trainer = dict(cfg.get("trainer") or {})
-    allowed = [n for n in inspect.signature(L.Trainer.__init__).parameters if n != "self"]
-    for k in trainer:
-        if k in RUNNER_OWNED_TRAINER_KEYS or k not in allowed:
-            raise ExperimentError(f"{where}: unknown key 'trainer.{k}': allowed are lightning.Trainer arguments "
-                                  f"except {', '.join(RUNNER_OWNED_TRAINER_KEYS)} (set by the runner)")
+    _check_trainer(trainer, where)
     seed = cfg.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ExperimentError(f"{where}: key 'seed': expected an int, got {seed!r}")
-    sections = {k: cfg.get(k) or {} for k in ("data", "optim", "eval")}
-    for section, cls in (("data", ImageClassificationDataModule), ("optim", OptimConfig), ("eval", EvalConfig)):
-        names = [n for n in inspect.signature(cls.__init__).parameters if n != "self"]
+    if task == "finetune" and cfg.get("finetune") is None:
+        raise ExperimentError(f"{where}: task 'finetune' needs a 'finetune' section (allowed keys: "
+                              f"{', '.join(FINETUNE_KEYS)})")
+    present = [k for k in ("data", "optim", "eval", "init", "finetune") if k in ("data", "optim", "eval") or k in cfg]
+    sections = {k: dict(cfg.get(k) or {}) for k in present}
+    ft_extra = {}
+    if "finetune" in sections:
+        ft_extra = {k: sections["finetune"].pop(k) or {} for k in ("data", "trainer") if k in sections["finetune"]}
+        for k, v in ft_extra.items():
+            if not isinstance(v, dict):
+                raise ExperimentError(f"{where}: key 'finetune.{k}': expected a mapping of keys to values, got {v!r}")
+        _check_trainer(ft_extra.get("trainer", {}), where, "finetune.trainer")
+    allowed = {**{k: _allowed(c) for k, c in SECTION_CLASSES.items()},
+               "finetune": FINETUNE_KEYS}
+    for section in present:
         for k in sections[section]:
-            if k not in names:
-                raise ExperimentError(f"{where}: unknown key '{section}.{k}': allowed are {', '.join(names)}")
+            if k not in allowed[section]:
+                raise ExperimentError(f"{where}: unknown key '{section}.{k}': allowed are {', '.join(allowed[section])}")
+    for k in ft_extra.get("data", {}):
+        if k not in allowed["data"]:
+            raise ExperimentError(f"{where}: unknown key 'finetune.data.{k}': allowed are {', '.join(allowed['data'])}")
+    to_parse = dict(sections)
+    if "data" in ft_extra:  # the target data must be a valid data section too
+        to_parse["finetune_data"] = {**sections["data"], **ft_extra["data"]}
     try:
-        parsed = _section_parser().parse_object(sections)
+        parser = _section_parser()
+        if "finetune_data" in to_parse:
+            parser.add_class_arguments(ImageClassificationDataModule, "finetune_data")
+        parsed = parser.parse_object({k: v for k, v in to_parse.items()})
     except Exception as e:  # jsonargparse.ArgumentError, one line
-        raise ExperimentError(f"{where}: {_one_line(e)}") from None
+        msg = _one_line(e).replace("finetune_data.", "finetune.data.")
+        raise ExperimentError(f"{where}: {msg}") from None
     out = {k: parsed[k].as_dict() for k in ("data", "optim", "eval")}
     try:
         OptimConfig(**out["optim"])
     except ValueError as e:
         raise ExperimentError(f"{where}: key 'optim': {_one_line(e)}") from None
-    return {"model": dict(cfg["model"]), **out, "trainer": trainer, "seed": seed}
+    resolved = {"model": dict(cfg["model"]), **out, "trainer": trainer, "seed": seed}
+    if "init" in cfg:
+        resolved["init"] = parsed["init"].as_dict()
+    if "finetune" in cfg:
+        ft = parsed["finetune"].as_dict()
+        try:
+            FinetuneConfig(**{k: ft[k] for k in FINETUNE_FIELDS})
+        except ValueError as e:
+            raise ExperimentError(f"{where}: key 'finetune': {_one_line(e)}") from None
+        if ft["lrs"] is not None and not (ft["lrs"] and all(lr > 0 for lr in ft["lrs"])):
+            raise ExperimentError(f"{where}: key 'finetune.lrs': expected null or a non-empty list of numbers > 0, "
+                                  f"got {ft['lrs']!r}")
+        data_overrides = ft_extra.get("data", {})
+        target = parsed["finetune_data"].as_dict() if "finetune_data" in to_parse else out["data"]
+        ft["data"] = {k: target[k] for k in data_overrides}  # only the overrides, resolved
+        ft["trainer"] = ft_extra.get("trainer", {})
+        resolved["finetune"] = ft
+    return resolved
 
 
 class Experiment:
@@ -160,6 +273,9 @@ class Experiment:
                 raise ExperimentError(f"{self.path}: key {key!r} is required")
         self.raw = raw
         self.name: str = raw["name"]
+        self.task: str = raw.get("task") or "pretrain"
+        if self.task not in TASKS:
+            raise ExperimentError(f"{self.path}: key 'task': {self.task!r} is not one of {', '.join(TASKS)}")
         self.report: str | None = raw.get("report")
         self.base: dict = raw["base"]
         self.grid: list[dict] = raw.get("grid") or [{}]
@@ -180,17 +296,24 @@ class Experiment:
         command-line ``overrides``. Each is validated; raises ``ExperimentError`` naming where."""
         scale = scale or self.default_scale
         self.check_scale(scale)
-        base = self._apply(self.base, self.scales[scale] or {}, f"scales.{scale}")
+        overrides_of_scale = dict(self.scales[scale] or {}) if isinstance(self.scales[scale] or {}, dict) else None
+        grid = self.grid
+        if overrides_of_scale is not None and "grid" in overrides_of_scale:
+            grid = overrides_of_scale.pop("grid")
+            if not isinstance(grid, list) or not grid or not all(isinstance(c, dict) for c in grid):
+                raise ExperimentError(f"{self.path}: key 'scales.{scale}.grid': expected a non-empty list of "
+                                      f"mappings of dotted keys")
+        base = self._apply(self.base, overrides_of_scale, f"scales.{scale}")
         runs = []
-        for i, cell in enumerate(self.grid):
+        for i, cell in enumerate(grid):
             cfg = self._apply(base, cell, f"grid[{i}]")
             cfg = self._apply(cfg, overrides or {}, "command line")
-            where = f"scale {scale}, grid[{i}]" if len(self.grid) > 1 else f"scale {scale}"
+            where = f"scale {scale}, grid[{i}]" if len(grid) > 1 else f"scale {scale}"
             try:
-                cfg = validate_run_config(cfg, where)
+                cfg = validate_run_config(cfg, where, self.task)
             except ExperimentError as e:
                 raise ExperimentError(f"{self.path}: {e}") from None
-            runs.append(RunSpec(self.name, scale, {k.split(".")[-1]: v for k, v in cell.items()}, cfg))
+            runs.append(RunSpec(self.name, scale, {k.split(".")[-1]: v for k, v in cell.items()}, cfg, self.task))
         return runs
 
     def _apply(self, cfg: dict, overrides: dict, where: str) -> dict:
@@ -204,9 +327,9 @@ class Experiment:
 
 def describe_runs(runs: list[RunSpec]) -> str:
     """The expanded runs as YAML text (``vitrepro run --dry-run``)."""
-    docs = [{"run_id": r.run_id, "scale": r.scale, "cell": r.cell, "config": r.config} for r in runs]
+    docs = [{"run_id": r.run_id, "task": r.task, "scale": r.scale, "cell": r.cell, "config": r.config} for r in runs]
     return yaml.safe_dump_all(docs, sort_keys=False)
 
 
-__all__ = ["Experiment", "ExperimentError", "EvalConfig", "RunSpec", "validate_run_config", "describe_runs",
+__all__ = ["Experiment", "ExperimentError", "EvalConfig", "InitConfig", "FinetuneSection", "RunSpec", "TASKS", "validate_run_config", "describe_runs",
            "apply_overrides"]

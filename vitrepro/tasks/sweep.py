@@ -122,4 +122,52 @@ def sweep_learning_rates(objective: Callable[[float], float], lrs: Sequence[floa
     return pick(scored, key=lambda vl: vl[0])[1], study
 
 
-__all__ = ["TABLE4_SWEEPS", "sweep_learning_rates"]
+def completed_learning_rates(storage: str, study_name: str) -> dict[float, float]:
+    """{lr: score} of the COMPLETE trials in ``study_name`` at ``storage``, reading only: an ``sqlite:///``
+    file that does not exist yet, or a study not in the storage, gives ``{}`` and creates nothing."""
+    if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):].split("?", 1)[0]).exists():
+        return {}
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:  # no such study yet
+        return {}
+    return {float(t.params["lr"]): float(t.value) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if "lr" in t.params}
+
+
+def sweep_in_lockstep(objective: Callable[[float], float], lrs: Sequence[float], storage: str, study_name: str,
+                      is_writer: bool = True) -> tuple[float, dict[float, float]]:
+    """The Table 4 sweep for processes that must fine-tune the same learning rates in the same order:
+    the ranks of one DDP job, each running ``objective(lr)`` as one rank of a distributed fit.
+
+    Every process reads the study's COMPLETE learning rates first (``completed_learning_rates``; no process
+    writes before the first distributed fit, which needs all of them), then runs ``objective`` for the
+    others in the order of ``lrs``; the writer (global rank 0) records each result as a COMPLETE trial, so
+    a re-run skips it. ``objective`` must return the same score on every process (a metric synchronized
+    across ranks, e.g. a torchmetrics top-1 from ``trainer.validate``).
+
+    Use ``sweep_learning_rates`` instead to spread one sweep over independent machines. Returns
+    ``(best_lr, {lr: score})`` over ``lrs`` (highest score; ties to the first). Raises ``ValueError`` for an
+    empty grid. Source: App. B.1.1, Table 4.
+    """
+    lrs = [float(lr) for lr in lrs]
+    if not lrs:
+        raise ValueError("lrs is empty: expected at least one learning rate")
+    done = completed_learning_rates(storage, study_name)
+    scores = {lr: next(v for d, v in done.items() if _same(d, lr)) for lr in lrs if any(_same(d, lr) for d in done)}
+    for lr in lrs:
+        if lr in scores:
+            continue
+        scores[lr] = float(objective(lr))
+        if is_writer:
+            _ensure_sqlite_dir(storage)
+            study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize",
+                                        load_if_exists=True)
+            study.add_trial(optuna.trial.create_trial(
+                params={"lr": lr}, distributions={"lr": optuna.distributions.FloatDistribution(min(lrs), max(lrs))},
+                value=scores[lr]))
+    best = max(lrs, key=lambda lr: scores[lr])
+    return best, {lr: scores[lr] for lr in lrs}
+
+
+__all__ = ["TABLE4_SWEEPS", "sweep_learning_rates", "sweep_in_lockstep", "completed_learning_rates"]

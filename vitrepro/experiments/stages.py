@@ -1,0 +1,128 @@
+"""The runner's transfer stages: fine-tuning with the Table 4 sweep, and loading a run's starting weights.
+
+``finetune_stage`` is the paper's protocol (Sec. 3.2, App. B.1.1): for each learning rate of the grid,
+fine-tune on the training split minus a dev hold-out (``val_fraction``: 2% CIFAR, 10% Pets/Flowers, 1%
+ImageNet) and score dev top-1; fine-tune again with the best on the whole training split; report test
+top-1. The sweep is an Optuna study (``sweep_in_lockstep``) in ``finetune_sweep.db`` of the run directory
+(or ``finetune.storage``), so an interrupted sweep resumes without repeating a finished learning rate.
+Under DDP every rank runs the same fits in the same order; scores are synchronized torchmetrics values.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning as L
+from lightning.pytorch.loggers import CSVLogger
+from torch import nn
+
+from ..data import ImageClassificationDataModule
+from ..models import create_model
+from ..tasks import FinetuneConfig, FinetuneTask, load_pretrained
+from ..tasks.sweep import sweep_in_lockstep
+from .spec import FINETUNE_FIELDS, FINETUNE_TRAINER_CARRY
+
+
+def init_checkpoint(cfg: dict[str, Any]) -> Path | None:
+    """The checkpoint file of ``init.checkpoint``: the path itself, or ``<run dir>/checkpoints/last.ckpt``
+    for a run directory of ``vitrepro run``; None for a random initialization. Raises ``FileNotFoundError``
+    naming the path and what was expected."""
+    ckpt = (cfg.get("init") or {}).get("checkpoint")
+    if ckpt is None:
+        return None
+    path = Path(ckpt)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        raise FileNotFoundError(f"init.checkpoint {ckpt}: {path} not found; expected a checkpoint file "
+                                f"(.ckpt, .pth, .bin, .safetensors, .npz) or a run directory of `vitrepro run`")
+    return path
+
+
+def pretrained_model(cfg: dict[str, Any], num_classes: int, img_size: int) -> nn.Module:
+    """``model`` of ``cfg`` with the weights of ``init.checkpoint`` (random when None), a zero
+    ``num_classes``-way head, at ``img_size`` (position embeddings resampled in 2-D). The model section
+    describes the checkpoint's architecture (its ``img_size`` when not the registry's). Raises what
+    ``load_pretrained`` raises for a checkpoint of the wrong family or size."""
+    fields = dict(cfg["model"])
+    return load_pretrained(fields.pop("name"), init_checkpoint(cfg), num_classes, img_size, **fields)
+
+
+def model_factory(trained: nn.Module, cfg: dict[str, Any], num_classes: int) -> Callable[[int, int], nn.Module]:
+    """``make(num_classes, img_size)``: a fresh copy of the pre-trained network ``trained`` (CPU weights
+    captured now), with a zero head of the target's classes at the target's resolution."""
+    state = {k: v.detach().cpu().clone() for k, v in trained.state_dict().items()}
+    fields = dict(cfg["model"])
+    name = fields.pop("name")
+
+    def make(k: int, img_size: int) -> nn.Module:
+        net = create_model(name, num_classes=num_classes, img_size=cfg["data"]["img_size"], **fields)
+        net.load_state_dict(state)
+        return load_pretrained(net, None, k, img_size)
+
+    return make
+
+
+def finetune_trainer_kwargs(cfg: dict[str, Any], ft: dict[str, Any], config: FinetuneConfig) -> dict[str, Any]:
+    """The run's device settings, then ``finetune.trainer``, then the protocol's clipping and ``max_steps``."""
+    kw = {k: v for k, v in cfg["trainer"].items() if k in FINETUNE_TRAINER_CARRY}
+    kw.update(ft["trainer"])
+    kw.update(config.trainer_kwargs())
+    return kw
+
+
+def finetune_stage(make: Callable[[int, int], nn.Module], cfg: dict[str, Any], run_dir: Path, study_name: str,
+                   is_writer: bool, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Fine-tune as App. B.1.1 and return the row's ``ft_*`` entries: ``ft_dataset``, ``ft_img_size``,
+    ``ft_steps``, ``ft_lr`` (picked), ``ft_dev_top1`` (its dev score, when swept), ``ft_sweep`` (lr: dev
+    top-1 for each), ``ft_train_images``, ``ft_top1`` (test top-1 of the final fine-tune, a fraction) and
+    ``ft_wall_s``.
+
+    ``make(num_classes, img_size)`` builds the starting network. Logs go to ``run_dir/finetune/``.
+    Raises ``ValueError`` when the target data set has no dev split to sweep on (``val_fraction`` 0).
+    """
+    ft = cfg["finetune"]
+    data = {**cfg["data"], **ft["data"]}
+    t0 = time.time()
+    base = FinetuneConfig(**{k: ft[k] for k in FINETUNE_FIELDS}, img_size=data["img_size"])
+
+    def fit(lr: float, dm: ImageClassificationDataModule, name: str) -> tuple[FinetuneTask, L.Trainer]:
+        L.seed_everything(cfg["seed"], workers=True, verbose=False)
+        config = dataclasses.replace(base, lr=lr)
+        task = FinetuneTask(make(dm.num_classes, data["img_size"]), dm.num_classes, config)
+        trainer = L.Trainer(default_root_dir=run_dir, logger=CSVLogger(run_dir / "finetune", name=name, version=""),
+                            enable_checkpointing=False, **finetune_trainer_kwargs(cfg, ft, config))
+        trainer.fit(task, datamodule=dm)
+        return task, trainer
+
+    sweep: dict[float, float] = {}
+    lr = base.lr
+    if ft["lrs"]:
+        dev_dm = ImageClassificationDataModule(**data)
+        if dev_dm.val_fraction == 0:
+            raise ValueError("finetune.lrs needs a dev split to pick the learning rate: finetune.data.val_fraction "
+                             "is 0 (allowed: a fraction in (0, 1), e.g. 0.02 for CIFAR)")
+
+        def objective(lr: float) -> float:
+            log(f"  fine-tune lr={lr:g}, scored on the dev split")
+            task, trainer = fit(lr, dev_dm, f"sweep_lr{lr:g}")
+            return float(trainer.validate(task, datamodule=dev_dm, verbose=False)[0]["val/top1"])
+
+        storage = ft["storage"] or f"sqlite:///{(run_dir / 'finetune_sweep.db').resolve()}"
+        lr, sweep = sweep_in_lockstep(objective, ft["lrs"], storage, study_name, is_writer)
+        log(f"  dev top-1 per lr: {', '.join(f'{k:g}: {v:.4f}' for k, v in sweep.items())}; picked lr={lr:g}")
+    final_dm = ImageClassificationDataModule(**{**data, "val_fraction": 0.0})
+    task, trainer = fit(lr, final_dm, f"final_lr{lr:g}")
+    test = trainer.test(task, datamodule=final_dm, verbose=False)[0]["test/top1"]
+    return {
+        "ft_dataset": data["dataset"], "ft_img_size": data["img_size"], "ft_steps": trainer.global_step,
+        "ft_lr": lr, "ft_dev_top1": round(sweep[lr], 5) if sweep else None,
+        "ft_sweep": "; ".join(f"{k:g}: {v:.4f}" for k, v in sweep.items()) or None,
+        "ft_train_images": len(final_dm.train_set), "ft_top1": round(float(test), 5),
+        "ft_wall_s": round(time.time() - t0, 1),
+    }
+
+
+__all__ = ["finetune_stage", "model_factory", "pretrained_model", "init_checkpoint", "finetune_trainer_kwargs"]
