@@ -81,7 +81,7 @@ def test_task_errors(tmp_path, capsys):
     bad.write_text(yaml.safe_dump({**raw, "task": "distill"}))
     assert main(["run", str(bad), "--results-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "'task'" in err and "pretrain, finetune, fewshot" in err
+    assert err.count("\n") == 1 and "'task'" in err and "pretrain, mpp, finetune, fewshot" in err
     del raw["base"]["finetune"]
     raw["scales"]["smoke"] = {k: v for k, v in raw["scales"]["smoke"].items() if not k.startswith("finetune.")}
     bad.write_text(yaml.safe_dump(raw))
@@ -188,6 +188,21 @@ def test_an_unseen_imagefolder_of_mixed_sizes_fine_tunes_and_probes_from_the_com
                  / "last.ckpt"), "--dataset", "imagefolder", "--data-root", str(shapes), "--img-size", "32",
                  "--shots", "1,5"]) == 0
     assert "5-shot linear accuracy" in capsys.readouterr().out
+
+
+def test_masked_patch_prediction_pretrains_then_its_checkpoint_fine_tunes(tmp_path, capsys):
+    assert main(["run", str(EXP / "mpp.yaml"), "--optim.lr=0.1", "--results-dir", str(tmp_path)]) == 2
+    assert "task 'mpp' takes its optimizer from the 'mpp' section" in capsys.readouterr().err
+    assert main(["run", str(EXP / "mpp.yaml"), "--mpp.probs=[0.5,0.5,0.5]", "--results-dir", str(tmp_path)]) == 2
+    assert "key 'mpp'" in capsys.readouterr().err
+    assert main(["run", str(EXP / "mpp.yaml"), "--results-dir", str(tmp_path)]) == 0
+    row = pd.read_csv(tmp_path / "mpp" / "runs.csv").iloc[0]
+    assert row["task"] == "mpp" and "top1" not in row and 0 <= row["ft_top1"] <= 1
+    run_dir = tmp_path / "mpp" / "runs" / row["run_id"]
+    keys = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert "mask_token" in keys and "mpp_head.weight" in keys  # ignored when loading for transfer:
+    assert main(["run", str(EXP / "few_shot.yaml"), "--cell", "0", f"--init.checkpoint={run_dir}",
+                 "--results-dir", str(tmp_path)]) == 0
 
 
 def test_the_report_says_whether_vit_overtakes_bit():

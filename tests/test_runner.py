@@ -30,7 +30,8 @@ def test_every_experiment_runs_at_smoke_scale(path, tmp_path):
     runs = pd.read_csv(next(tmp_path.glob("*/runs.csv")))
     assert len(runs) >= 1 and runs["run_id"].is_unique
     task = yaml.safe_load(path.read_text()).get("task", "pretrain")
-    metrics = {"pretrain": ["top1", "fewshot_5"], "finetune": ["fewshot_5", "ft_top1"], "fewshot": ["fewshot_5"]}[task]
+    metrics = {"pretrain": ["top1", "fewshot_5"], "mpp": ["fewshot_5"], "finetune": ["fewshot_5", "ft_top1"],
+               "fewshot": ["fewshot_5"]}[task]
     if "finetune" in yaml.safe_load(path.read_text())["base"]:
         metrics.append("ft_top1")
     assert runs[metrics].notna().all().all()

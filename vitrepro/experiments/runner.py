@@ -1,6 +1,6 @@
 """Execute the runs of an experiment: train, evaluate, record one row per run, resume after interruption.
 
-Per task (``spec.py``): ``pretrain`` trains, evaluates test top-1 and few-shot linear accuracy and, with a
+Per task (``spec.py``): ``pretrain`` (and ``mpp``, self-supervised) trains, evaluates test top-1 and few-shot linear accuracy and, with a
 ``finetune`` section, fine-tunes the trained network (``stages.finetune_stage``: Table 4 sweep on the dev
 split, final fine-tune on the whole training split, test top-1); ``finetune`` does the last from
 ``init.checkpoint``; ``fewshot`` evaluates ``init.checkpoint`` by few-shot linear probes.
@@ -41,7 +41,7 @@ from .. import __version__
 from ..data import ImageClassificationDataModule
 from ..evaluation import evaluate_fewshot, extract_features
 from ..models import create_model
-from ..tasks import ClassificationTask, OptimConfig
+from ..tasks import ClassificationTask, MaskedPatchPredictionTask, MPPConfig, OptimConfig
 from .spec import Experiment, RunSpec
 from .stages import finetune_stage, init_checkpoint, model_factory, pretrained_model
 
@@ -146,7 +146,7 @@ def execute_run(run: RunSpec, exp_dir: Path, command: str,
     run_dir = exp_dir / "runs" / run.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
-    if run.task == "pretrain":
+    if run.task in ("pretrain", "mpp"):
         return _pretrain(run, run_dir, command, log)
     t0 = time.time()
     head = {"run_id": run.run_id, "experiment": run.experiment, "task": run.task, "scale": run.scale, **run.cell,
@@ -184,9 +184,11 @@ def _pretrain(run: RunSpec, run_dir: Path, command: str, log: Callable[[str], No
     cfg = run.config
     dm = ImageClassificationDataModule(**cfg["data"])
     model_kwargs = dict(cfg["model"])
-    model = create_model(model_kwargs.pop("name"), num_classes=dm.num_classes,
+    mpp = run.task == "mpp"  # self-supervised: no classifier until fine-tuning
+    model = create_model(model_kwargs.pop("name"), num_classes=0 if mpp else dm.num_classes,
                          img_size=cfg["data"]["img_size"], **model_kwargs)
-    task = ClassificationTask(model, dm.num_classes, OptimConfig(**cfg["optim"]))
+    task = (MaskedPatchPredictionTask(model, MPPConfig(**{**cfg["mpp"], "probs": tuple(cfg["mpp"]["probs"])}))
+            if mpp else ClassificationTask(model, dm.num_classes, OptimConfig(**cfg["optim"])))
     ckpt_dir = run_dir / "checkpoints"
     trainer = L.Trainer(default_root_dir=run_dir, logger=CSVLogger(run_dir, name="logs", version=""),
                         callbacks=[ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0),
@@ -202,13 +204,14 @@ def _pretrain(run: RunSpec, run_dir: Path, command: str, log: Callable[[str], No
     pretrain_wall = time.time() - t0
     ft = {}
     if "finetune" in cfg:  # every rank: the fine-tuning fits are distributed like the pre-training
-        ft = finetune_stage(model_factory(model, cfg, dm.num_classes), cfg, run_dir, run.run_id,
+        ft = finetune_stage(model_factory(model, cfg, model.num_classes), cfg, run_dir, run.run_id,
                             is_writer=trainer.is_global_zero, log=log if trainer.is_global_zero else (lambda m: None))
     if not trainer.is_global_zero:
         return None
-    metrics = _evaluate(task.model, dm, cfg["eval"])
+    metrics = _evaluate(task.model, dm, cfg["eval"], top1=not mpp)
     return {
-        "run_id": run.run_id, "experiment": run.experiment, "scale": run.scale, **run.cell,
+        "run_id": run.run_id, "experiment": run.experiment, **({"task": run.task} if mpp else {}),
+        "scale": run.scale, **run.cell,
         "model": cfg["model"]["name"], "seed": cfg["seed"],
         "params": sum(p.numel() for p in model.parameters()),
         "gflops": round(count_flops(model, cfg["data"]["img_size"]), 4),

@@ -14,6 +14,8 @@ depend on the data set). A run config has the sections ``model`` (``name`` plus 
 The tasks (what ``vitrepro.experiments.runner`` does with each run):
   pretrain  train ``model`` on ``data`` with ``optim``; evaluate test top-1 and few-shot linear accuracy
             (``eval``); then, when the config has a ``finetune`` section, fine-tune the trained network.
+  mpp       as pretrain, but self-supervised by masked patch prediction (Sec. 4.6; the ``mpp`` section,
+            ``MPPConfig``, replaces ``optim``); no test top-1 (the model has no classifier yet).
   finetune  load ``init.checkpoint`` into ``model`` and fine-tune it (the ``finetune`` section).
   fewshot   load ``init.checkpoint`` into ``model``; few-shot linear accuracy on ``data`` (``eval``).
 
@@ -37,11 +39,11 @@ from jsonargparse import ArgumentParser
 
 from ..data import ImageClassificationDataModule
 from ..models import model_config
-from ..tasks import FinetuneConfig, OptimConfig
+from ..tasks import FinetuneConfig, MPPConfig, OptimConfig
 
 TOP_KEYS = ("name", "description", "task", "report", "default_scale", "base", "grid", "scales")
-TASKS = ("pretrain", "finetune", "fewshot")
-RUN_SECTIONS = ("model", "data", "optim", "trainer", "eval", "seed", "init", "finetune")
+TASKS = ("pretrain", "mpp", "finetune", "fewshot")
+RUN_SECTIONS = ("model", "data", "optim", "trainer", "eval", "seed", "init", "finetune", "mpp")
 RUNNER_OWNED_TRAINER_KEYS = ("logger", "callbacks", "default_root_dir", "enable_checkpointing")
 
 
@@ -122,7 +124,7 @@ class RunSpec:
 
 
 SECTION_CLASSES = {"data": ImageClassificationDataModule, "optim": OptimConfig, "eval": EvalConfig,
-                   "init": InitConfig}
+                   "init": InitConfig, "mpp": MPPConfig}
 FINETUNE_FIELDS = [n for n in inspect.signature(FinetuneConfig.__init__).parameters if n not in ("self", "img_size")]
 FINETUNE_KEYS = FINETUNE_FIELDS + [f.name for f in fields(FinetuneSection)]
 
@@ -195,10 +197,14 @@ def validate_run_config(cfg: dict, where: str, task: str = "pretrain") -> dict:
     seed = cfg.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ExperimentError(f"{where}: key 'seed': expected an int, got {seed!r}")
+    if task == "mpp" and "optim" in cfg:
+        raise ExperimentError(f"{where}: key 'optim': task 'mpp' takes its optimizer from the 'mpp' section "
+                              f"(allowed keys: {', '.join(_allowed(MPPConfig))})")
     if task == "finetune" and cfg.get("finetune") is None:
         raise ExperimentError(f"{where}: task 'finetune' needs a 'finetune' section (allowed keys: "
                               f"{', '.join(FINETUNE_KEYS)})")
-    present = [k for k in ("data", "optim", "eval", "init", "finetune") if k in ("data", "optim", "eval") or k in cfg]
+    present = [k for k in ("data", "optim", "eval", "init", "finetune", "mpp")
+               if k in ("data", "eval") or k in cfg or (k == "optim" and task != "mpp") or (k == "mpp" and task == "mpp")]
     sections = {k: dict(cfg.get(k) or {}) for k in present}
     ft_extra = {}
     if "finetune" in sections:
@@ -227,12 +233,17 @@ def validate_run_config(cfg: dict, where: str, task: str = "pretrain") -> dict:
     except Exception as e:  # jsonargparse.ArgumentError, one line
         msg = _one_line(e).replace("finetune_data.", "finetune.data.")
         raise ExperimentError(f"{where}: {msg}") from None
-    out = {k: parsed[k].as_dict() for k in ("data", "optim", "eval")}
-    try:
-        OptimConfig(**out["optim"])
-    except ValueError as e:
-        raise ExperimentError(f"{where}: key 'optim': {_one_line(e)}") from None
+    out = {k: parsed[k].as_dict() for k in ("data", "optim", "eval") if k in present}
+    for key, cls in (("optim", OptimConfig), ("mpp", MPPConfig)):
+        if key in present:
+            try:
+                cls(**parsed[key].as_dict())
+            except ValueError as e:
+                raise ExperimentError(f"{where}: key '{key}': {_one_line(e)}") from None
     resolved = {"model": dict(cfg["model"]), **out, "trainer": trainer, "seed": seed}
+    if "mpp" in present:
+        resolved["mpp"] = parsed["mpp"].as_dict()
+        resolved["mpp"]["probs"] = list(resolved["mpp"]["probs"])
     if "init" in cfg:
         resolved["init"] = parsed["init"].as_dict()
     if "finetune" in cfg:

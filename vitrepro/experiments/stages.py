@@ -51,8 +51,8 @@ def pretrained_model(cfg: dict[str, Any], num_classes: int, img_size: int) -> nn
 
 
 def model_factory(trained: nn.Module, cfg: dict[str, Any], num_classes: int) -> Callable[[int, int], nn.Module]:
-    """``make(num_classes, img_size)``: a fresh copy of the pre-trained network ``trained`` (CPU weights
-    captured now), with a zero head of the target's classes at the target's resolution."""
+    """``make(k, img_size)``: a fresh copy of the pre-trained network ``trained`` (CPU weights captured
+    now; ``num_classes``: its own head's classes, 0 for none) with a zero ``k``-way head at ``img_size``."""
     state = {k: v.detach().cpu().clone() for k, v in trained.state_dict().items()}
     fields = dict(cfg["model"])
     name = fields.pop("name")
