@@ -3,7 +3,8 @@
 A step is what the runner's training does: forward, softmax cross-entropy, backward, gradient clipping
 at global norm 1, AdamW update, on a batch of 32x32 images already in memory (the input pipeline is
 measured apart; see ``--loader``). Models: ViT-C/4 (the ``cpu`` scale of pos_emb_ablation), ViT-Ti/4,
-ViT-S/4 (the ``local`` scale). Each is timed after warm-up steps, all in one process, one after another.
+ViT-S/4 (the ``local`` scale); any registered name, e.g. ``--models ViT-C/4,R50x1`` (the data-size
+pair). Each is timed after warm-up steps, all in one process, one after another.
 
     python benchmarks/train_throughput.py [--models ViT-C/4,ViT-S/4] [--batch 128] [--steps 10]
                                           [--posemb learned_1d] [--loader DATA_ROOT] [--out results/benchmarks]
@@ -24,12 +25,13 @@ import torch.nn.functional as F
 
 from _record import append_results
 from vitrepro.experiments.runner import hardware_description
-from vitrepro.models import create_model
+from vitrepro.models import create_model, model_family
 
 
 def time_training(name: str, batch: int, steps: int, warmup: int, posemb: str, device: torch.device) -> dict:
     torch.manual_seed(0)
-    model = create_model(name, num_classes=10, img_size=32, posemb=posemb).to(device).train()
+    vit = model_family(name) != "BiT"  # a BiT ResNet has no position embedding
+    model = create_model(name, num_classes=10, img_size=32, **({"posemb": posemb} if vit else {})).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
     x = torch.randn(batch, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
@@ -51,7 +53,7 @@ def time_training(name: str, batch: int, steps: int, warmup: int, posemb: str, d
     if device.type == "cuda":
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
-    return {"model": name, "posemb": posemb, "params": sum(p.numel() for p in model.parameters()),
+    return {"model": name, "posemb": posemb if vit else "", "params": sum(p.numel() for p in model.parameters()),
             "batch": batch, "steps": steps, "seconds": round(dt, 3), "images_per_s": round(batch * steps / dt, 1)}
 
 
