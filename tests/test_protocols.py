@@ -230,3 +230,14 @@ def test_pretrain_and_finetune_sweep_under_ddp_on_two_cpu_processes(tmp_path):
     db = tmp_path / "data_size_scaling" / "runs" / run_id / "finetune_sweep.db"
     study = optuna.load_study(study_name=run_id, storage=f"sqlite:///{db}")
     assert sorted(t.params["lr"] for t in study.trials) == [0.003, 0.03]  # once each, not once per rank
+
+
+def test_the_fewshot_callback_section_logs_the_probe_during_pre_training(tmp_path):
+    assert main(["run", str(EXP / "pos_emb_ablation.yaml"), "--cell", "1", "--results-dir", str(tmp_path),
+                 "--fewshot_callback.every_n_epochs=1", "--fewshot_callback.shots=[1,5]",
+                 "--trainer.max_epochs=2", "--trainer.max_steps=26"]) == 0
+    metrics = pd.read_csv(next((tmp_path / "pos_emb_ablation" / "runs").glob("*/logs/metrics.csv")))
+    probes = metrics[["step", "fewshot/5shot"]].dropna()
+    assert len(probes) == 2 and probes["fewshot/5shot"].between(0, 1).all()  # after epochs 1 and 2
+    row = pd.read_csv(tmp_path / "pos_emb_ablation" / "runs.csv").iloc[0]
+    assert probes["fewshot/5shot"].iloc[-1] == pytest.approx(row["fewshot_5"], abs=1e-4)  # same probe at the end

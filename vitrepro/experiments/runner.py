@@ -39,7 +39,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from .. import __version__
 from ..data import ImageClassificationDataModule
-from ..evaluation import evaluate_fewshot, extract_features
+from ..evaluation import FewShotCallback, evaluate_fewshot, extract_features
 from ..models import create_model
 from ..tasks import ClassificationTask, MaskedPatchPredictionTask, MPPConfig, OptimConfig
 from .spec import Experiment, RunSpec
@@ -192,7 +192,8 @@ def _pretrain(run: RunSpec, run_dir: Path, command: str, log: Callable[[str], No
     ckpt_dir = run_dir / "checkpoints"
     trainer = L.Trainer(default_root_dir=run_dir, logger=CSVLogger(run_dir, name="logs", version=""),
                         callbacks=[ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0),
-                                   SaveOnInterrupt(ckpt_dir / "last.ckpt")],
+                                   SaveOnInterrupt(ckpt_dir / "last.ckpt"),
+                                   *([FewShotCallback(**cfg["fewshot_callback"])] if "fewshot_callback" in cfg else [])],
                         **cfg["trainer"])
     if trainer.is_global_zero:
         _write_config(run, run_dir, command)

@@ -9,7 +9,9 @@ depend on the data set). A run config has the sections ``model`` (``name`` plus 
 ``data`` (the arguments of ``ImageClassificationDataModule``), ``optim`` (``OptimConfig``), ``trainer``
 (keyword arguments of ``lightning.Trainer``), ``eval`` (``EvalConfig``), ``seed``, and optionally
 ``init`` (``InitConfig``: the checkpoint that ``finetune`` and ``fewshot`` start from) and ``finetune``
-(``FinetuneSection``: the transfer stage of App. B.1.1, after pre-training or as the whole task).
+(``FinetuneSection``: the transfer stage of App. B.1.1, after pre-training or as the whole task), and
+``fewshot_callback`` (``FewShotCallback`` arguments: the few-shot probe every ``every_n_epochs`` epochs
+during training, logged to ``logs/metrics.csv`` as ``fewshot/{k}shot``).
 
 The tasks (what ``vitrepro.experiments.runner`` does with each run):
   pretrain  train ``model`` on ``data`` with ``optim``; evaluate test top-1 and few-shot linear accuracy
@@ -38,12 +40,13 @@ import yaml
 from jsonargparse import ArgumentParser
 
 from ..data import ImageClassificationDataModule
+from ..evaluation.fewshot_callback import FewShotCallback
 from ..models import model_config
 from ..tasks import FinetuneConfig, MPPConfig, OptimConfig
 
 TOP_KEYS = ("name", "description", "task", "report", "default_scale", "base", "grid", "scales")
 TASKS = ("pretrain", "mpp", "finetune", "fewshot")
-RUN_SECTIONS = ("model", "data", "optim", "trainer", "eval", "seed", "init", "finetune", "mpp")
+RUN_SECTIONS = ("model", "data", "optim", "trainer", "eval", "seed", "init", "finetune", "mpp", "fewshot_callback")
 RUNNER_OWNED_TRAINER_KEYS = ("logger", "callbacks", "default_root_dir", "enable_checkpointing")
 
 
@@ -125,6 +128,7 @@ class RunSpec:
 
 SECTION_CLASSES = {"data": ImageClassificationDataModule, "optim": OptimConfig, "eval": EvalConfig,
                    "init": InitConfig, "mpp": MPPConfig}
+CALLBACK_SKIP = {"datamodule"}  # FewShotCallback arguments the runner sets
 FINETUNE_FIELDS = [n for n in inspect.signature(FinetuneConfig.__init__).parameters if n not in ("self", "img_size")]
 FINETUNE_KEYS = FINETUNE_FIELDS + [f.name for f in fields(FinetuneSection)]
 
@@ -133,6 +137,7 @@ def _section_parser() -> ArgumentParser:
     p = ArgumentParser(exit_on_error=False, default_env=False)
     for name, cls in SECTION_CLASSES.items():
         p.add_class_arguments(cls, name)
+    p.add_class_arguments(FewShotCallback, "fewshot_callback", skip=CALLBACK_SKIP)
     p.add_class_arguments(FinetuneConfig, "finetune", skip={"img_size"})
     p.add_argument("--finetune.lrs", type=list[float] | None, default=None)  # FinetuneSection's own fields
     p.add_argument("--finetune.storage", type=str | None, default=None)
@@ -203,7 +208,7 @@ def validate_run_config(cfg: dict, where: str, task: str = "pretrain") -> dict:
     if task == "finetune" and cfg.get("finetune") is None:
         raise ExperimentError(f"{where}: task 'finetune' needs a 'finetune' section (allowed keys: "
                               f"{', '.join(FINETUNE_KEYS)})")
-    present = [k for k in ("data", "optim", "eval", "init", "finetune", "mpp")
+    present = [k for k in ("data", "optim", "eval", "init", "finetune", "mpp", "fewshot_callback")
                if k in ("data", "eval") or k in cfg or (k == "optim" and task != "mpp") or (k == "mpp" and task == "mpp")]
     sections = {k: dict(cfg.get(k) or {}) for k in present}
     ft_extra = {}
@@ -214,7 +219,8 @@ def validate_run_config(cfg: dict, where: str, task: str = "pretrain") -> dict:
                 raise ExperimentError(f"{where}: key 'finetune.{k}': expected a mapping of keys to values, got {v!r}")
         _check_trainer(ft_extra.get("trainer", {}), where, "finetune.trainer")
     allowed = {**{k: _allowed(c) for k, c in SECTION_CLASSES.items()},
-               "finetune": FINETUNE_KEYS}
+               "finetune": FINETUNE_KEYS,
+               "fewshot_callback": [n for n in _allowed(FewShotCallback) if n not in CALLBACK_SKIP]}
     for section in present:
         for k in sections[section]:
             if k not in allowed[section]:
@@ -244,8 +250,9 @@ def validate_run_config(cfg: dict, where: str, task: str = "pretrain") -> dict:
     if "mpp" in present:
         resolved["mpp"] = parsed["mpp"].as_dict()
         resolved["mpp"]["probs"] = list(resolved["mpp"]["probs"])
-    if "init" in cfg:
-        resolved["init"] = parsed["init"].as_dict()
+    for key in ("init", "fewshot_callback"):
+        if key in cfg:
+            resolved[key] = parsed[key].as_dict()
     if "finetune" in cfg:
         ft = parsed["finetune"].as_dict()
         try:
