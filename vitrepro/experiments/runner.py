@@ -1,20 +1,23 @@
 """Execute the runs of an experiment: train, evaluate, record one row per run, resume after interruption.
 
-Per task (``spec.py``): ``pretrain`` (and ``mpp``, self-supervised) trains, evaluates test top-1 and few-shot linear accuracy and, with a
-``finetune`` section, fine-tunes the trained network (``stages.finetune_stage``: Table 4 sweep on the dev
-split, final fine-tune on the whole training split, test top-1); ``finetune`` does the last from
-``init.checkpoint``; ``fewshot`` evaluates ``init.checkpoint`` by few-shot linear probes.
+Per task (``spec.py``): ``pretrain`` (and ``mpp``, self-supervised) trains, evaluates test top-1 (not
+``mpp``) and few-shot linear accuracy and, with a ``finetune`` section, fine-tunes the trained network
+(``stages.finetune_stage``: Table 4 sweep on the dev split, final fine-tune on the whole training split,
+test top-1); ``finetune`` probes and fine-tunes ``init.checkpoint``; ``fewshot`` probes it.
 
 Layout under ``<results_dir>/<experiment>/``:
   ``runs.csv``                  one row per finished run (all scales), written atomically
-  ``runs/<run_id>/config.yaml`` the resolved config and the command
+  ``runs/<run_id>/config.yaml`` the resolved config, the task and the command
   ``runs/<run_id>/logs/metrics.csv``  Lightning's CSVLogger (loss, top-1, lr per step/epoch)
-  ``runs/<run_id>/checkpoints/last.ckpt``  for resuming (not committed)
+  ``runs/<run_id>/finetune/<sweep_lr..|final_lr..>/metrics.csv``  each fine-tuning fit
+  ``runs/<run_id>/finetune_sweep.db``  the sweep's Optuna study (not committed)
+  ``runs/<run_id>/checkpoints/last.ckpt``  the final weights, for resuming and transfer (not committed)
 
 Resume: a run whose ``run_id`` is in ``runs.csv`` is skipped; an unfinished run with a ``last.ckpt``
-(written at every epoch end, and on an interrupt or error) continues from it. An interrupted run is
-never recorded: Lightning exits on Ctrl-C and re-raises any other error. Under DDP every rank executes the same sequence of runs; rank 0 alone evaluates and
-writes rows, so nothing is written twice.
+(written at every checkpoint interval, at the end of training, and on an interrupt or error) continues
+from it, and its sweep skips the learning rates already complete. An interrupted run is never recorded:
+Lightning exits on Ctrl-C and re-raises any other error. Under DDP every rank executes the same sequence
+of runs and fine-tuning fits; rank 0 alone evaluates and writes rows, so nothing is written twice.
 """
 from __future__ import annotations
 
