@@ -12,14 +12,22 @@ import timm
 import torch
 
 
+#: ``data`` of a measurement that used no data set: the model steps time random tensors held in memory.
+RANDOM_BATCH = "in-memory random batch (no data set)"
+
+
 def append_results(df: pd.DataFrame, script: str, argv: list[str] | None, out_csv: Path) -> Path:
     """Add ``torch``, ``timm``, ``command`` (``python benchmarks/<script> <args>``) and ``measured_at``
-    columns to ``df`` and append it to ``out_csv`` (header written once). Returns the path."""
+    columns to ``df`` and append it to ``out_csv``, matching columns by name (a new column is added to the
+    file, empty in its older rows). ``df`` should carry ``data``: the data copy measured (or that none
+    was). Returns the path."""
     df["torch"] = torch.__version__
     df["timm"] = timm.__version__
     df["command"] = f"python benchmarks/{script} " + shlex.join(sys.argv[1:] if argv is None else argv)
     df["measured_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     out_csv.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out_csv, mode="a", header=not out_csv.exists(), index=False)
+    if out_csv.exists():
+        df = pd.concat([pd.read_csv(out_csv), df], ignore_index=True)
+    df.to_csv(out_csv, index=False)
     print(f"appended to {out_csv}")
     return out_csv

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from _record import append_results
+from _record import RANDOM_BATCH, append_results
 from vitrepro.experiments.runner import hardware_description
 from vitrepro.models import create_model, model_family
 
@@ -53,7 +53,7 @@ def time_training(name: str, batch: int, steps: int, warmup: int, posemb: str, d
     if device.type == "cuda":
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
-    return {"model": name, "posemb": posemb if vit else "", "params": sum(p.numel() for p in model.parameters()),
+    return {"model": name, "posemb": posemb if vit else "", "data": RANDOM_BATCH, "params": sum(p.numel() for p in model.parameters()),
             "batch": batch, "steps": steps, "seconds": round(dt, 3), "images_per_s": round(batch * steps / dt, 1)}
 
 
@@ -70,7 +70,7 @@ def time_loader(root: str, batch: int, batches: int) -> dict:
     for _ in range(batches):
         n += next(it)[0].shape[0]
     dt = time.perf_counter() - t0
-    return {"model": "(data loader only)", "posemb": "", "params": 0, "batch": batch, "steps": batches,
+    return {"model": "(data loader only)", "posemb": "", "data": dm.describe(), "params": 0, "batch": batch, "steps": batches,
             "seconds": round(dt, 3), "images_per_s": round(n / dt, 1)}
 
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer as TimmViT
 
-from _record import append_results
+from _record import RANDOM_BATCH, append_results
 from vitrepro.experiments.runner import hardware_description
 from vitrepro.models import create_model, model_defaults
 from vitrepro.models.convert import vitrepro_to_timm
@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     timm_speed = df[df.impl == "timm"].set_index(["device", "precision"])["images_per_s"]
     df["ours_over_timm"] = [round(r.images_per_s / timm_speed[(r.device, r.precision)], 3)
                             if r.impl == "vitrepro" else None for r in df.itertuples()]
+    df["data"] = RANDOM_BATCH
     df["hardware"] = [hardware_description() if d == "cpu" else torch.cuda.get_device_name(0) for d in df.device]
     cols = ["model", "impl", "device", "precision", "batch", "steps", "seconds", "images_per_s", "ours_over_timm"]
     print(df[cols].to_string(index=False))

@@ -22,4 +22,10 @@ def test_benchmark_script_records_its_figures(script, args, csv, tmp_path):
     rows = pd.read_csv(tmp_path / csv)
     assert len(rows) >= 1 and (rows["images_per_s"] > 0).all()
     assert rows["command"].str.startswith(f"python benchmarks/{script}").all()
-    assert rows[["hardware", "torch", "measured_at"]].notna().all().all()
+    assert rows[["hardware", "torch", "measured_at", "data"]].notna().all().all()
+
+
+@pytest.mark.parametrize("csv", sorted((ROOT / "results" / "benchmarks").glob("*.csv")), ids=lambda p: p.name)
+def test_committed_benchmark_figures_name_their_command_hardware_time_and_data(csv):
+    rows = pd.read_csv(csv)
+    assert rows[["command", "hardware", "seconds", "data", "measured_at"]].notna().all().all()
