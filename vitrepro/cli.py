@@ -99,7 +99,7 @@ def _get(cfg: dict, path: tuple[str, ...]):
     return cfg
 
 
-def _resolve_data_root(runs, args, exp) -> None:
+def _resolve_roots_and_placeholders(runs, args, exp) -> None:
     """Apply --data-root / $VITREPRO_DATA and --download, then fill every other ``${NAME}`` placeholder of
     ``ENV_ENTRIES`` from the environment; refuse a run that still has one (a dry run shows them)."""
     from .experiments.spec import ExperimentError
@@ -162,7 +162,7 @@ def cmd_run(args, extra: list[str], argv: list[str]) -> int:
         if bad:
             raise ValueError(f"{exp.path}: --cell {bad[0]} is out of range: the grid has cells 0..{len(runs) - 1}")
         runs = [runs[i] for i in args.cell]
-    _resolve_data_root(runs, args, exp)
+    _resolve_roots_and_placeholders(runs, args, exp)
     if args.dry_run:
         print(describe_runs(runs), end="")
         print(f"# {len(runs)} runs of {exp.name} at scale {runs[0].scale}; results would go to "

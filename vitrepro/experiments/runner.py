@@ -124,7 +124,7 @@ def _evaluate(model: torch.nn.Module, dm: ImageClassificationDataModule, eval_cf
     return out
 
 
-def _provenance(run: RunSpec, command: str, world_size: int, precision: str, data: str) -> dict[str, Any]:
+def _provenance(command: str, world_size: int, precision: str, data: str) -> dict[str, Any]:
     return {"hardware": hardware_description(), "devices": world_size, "precision": precision, "data": data,
             "command": command, "vitrepro": __version__, "torch": torch.__version__,
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -163,8 +163,8 @@ def execute_run(run: RunSpec, exp_dir: Path, command: str,
         metrics = _evaluate(model, dm, cfg["eval"], top1=False)
         return {**head, "params": sum(p.numel() for p in model.parameters()),
                 **{k: round(v, 5) for k, v in metrics.items()}, "wall_s": round(time.time() - t0, 1),
-                **_provenance(run, command, 1, "32-true", dm.describe())}
-    # finetune: the first Lightning fit starts DDP, so rank is known only afterwards
+                **_provenance(command, 1, "32-true", dm.describe())}
+    # finetune: every rank fine-tunes (DDP starts at the first fit); rank 0 writes
     make = lambda k, img_size: pretrained_model(cfg, k, img_size)  # noqa: E731
     init_checkpoint(cfg)  # a missing checkpoint fails here, before any training
     if _is_global_zero():
@@ -179,7 +179,7 @@ def execute_run(run: RunSpec, exp_dir: Path, command: str,
     probe = _evaluate(model, target, cfg["eval"], top1=False)
     return {**head, "params": sum(p.numel() for p in model.parameters()),
             **{k: round(v, 5) for k, v in probe.items()}, **ft, "wall_s": round(time.time() - t0, 1),
-            **_provenance(run, command, ws, str(cfg["trainer"].get("precision", "32-true")), target.describe())}
+            **_provenance(command, ws, str(cfg["trainer"].get("precision", "32-true")), target.describe())}
 
 
 def _pretrain(run: RunSpec, run_dir: Path, command: str, log: Callable[[str], None]) -> dict[str, Any] | None:
@@ -222,7 +222,7 @@ def _pretrain(run: RunSpec, run_dir: Path, command: str, log: Callable[[str], No
         "train_images": len(dm.train_set), "epochs": trainer.current_epoch, "steps": trainer.global_step,
         **{k: round(v, 5) for k, v in metrics.items()}, **ft,
         "wall_s": round(time.time() - t0, 1), **({"pretrain_wall_s": round(pretrain_wall, 1)} if ft else {}),
-        "resumed": resumed, **_provenance(run, command, trainer.world_size, str(trainer.precision), dm.describe()),
+        "resumed": resumed, **_provenance(command, trainer.world_size, str(trainer.precision), dm.describe()),
     }
 
 

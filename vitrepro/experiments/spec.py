@@ -1,6 +1,6 @@
 """Experiment files: schema, validation, scales and grid expansion.
 
-An experiment YAML holds ``name``, ``task`` (``pretrain``, the default; ``finetune``; ``fewshot``),
+An experiment YAML holds ``name``, ``task`` (``pretrain``, the default; ``mpp``; ``finetune``; ``fewshot``),
 ``report`` (optional), ``default_scale``, ``base`` (one complete run config), ``grid`` (a list of cells,
 each a mapping of dotted keys to values, e.g. ``{model.posemb: learned_2d, model.posemb_placement:
 every_layer}``; a key may name a whole section: ``{model: {name: R50x1}}``) and ``scales`` (per scale,
@@ -105,7 +105,7 @@ FINETUNE_TRAINER_CARRY = ("accelerator", "devices", "strategy", "num_nodes", "pr
 @dataclass
 class RunSpec:
     """One expanded run: the experiment, the scale, the grid cell, the complete resolved config and the
-    task (``pretrain``, ``finetune`` or ``fewshot``)."""
+    task (one of ``TASKS``)."""
 
     experiment: str
     scale: str
@@ -180,8 +180,9 @@ def apply_overrides(cfg: dict, overrides: dict[str, Any]) -> dict:
 
 
 def validate_run_config(cfg: dict, where: str, task: str = "pretrain") -> dict:
-    """Check one complete run config of ``task``; return it with defaults filled for data/optim/eval (and
-    init/finetune when present: a config without them resolves, and hashes, as before they existed).
+    """Check one complete run config of ``task``; return it with defaults filled for data, eval and optim
+    (mpp for the mpp task), and for init/finetune/fewshot_callback when present: a config without them
+    resolves, and hashes, as before they existed.
 
     Raises ``ExperimentError("<where>: ...")`` for an unknown section or key, a wrong type or value, a
     model the registry cannot build, a trainer argument ``lightning.Trainer`` does not take, or a section
@@ -208,8 +209,8 @@ def validate_run_config(cfg: dict, where: str, task: str = "pretrain") -> dict:
     if task == "finetune" and cfg.get("finetune") is None:
         raise ExperimentError(f"{where}: task 'finetune' needs a 'finetune' section (allowed keys: "
                               f"{', '.join(FINETUNE_KEYS)})")
-    present = [k for k in ("data", "optim", "eval", "init", "finetune", "mpp", "fewshot_callback")
-               if k in ("data", "eval") or k in cfg or (k == "optim" and task != "mpp") or (k == "mpp" and task == "mpp")]
+    core = ["data", "eval", "mpp" if task == "mpp" else "optim"]
+    present = core + [k for k in ("init", "finetune", "fewshot_callback", "mpp") if k in cfg and k not in core]
     sections = {k: dict(cfg.get(k) or {}) for k in present}
     ft_extra = {}
     if "finetune" in sections:
@@ -235,7 +236,7 @@ def validate_run_config(cfg: dict, where: str, task: str = "pretrain") -> dict:
         parser = _section_parser()
         if "finetune_data" in to_parse:
             parser.add_class_arguments(ImageClassificationDataModule, "finetune_data")
-        parsed = parser.parse_object({k: v for k, v in to_parse.items()})
+        parsed = parser.parse_object(to_parse)
     except Exception as e:  # jsonargparse.ArgumentError, one line
         msg = _one_line(e).replace("finetune_data.", "finetune.data.")
         raise ExperimentError(f"{where}: {msg}") from None
@@ -314,14 +315,14 @@ class Experiment:
         command-line ``overrides``. Each is validated; raises ``ExperimentError`` naming where."""
         scale = scale or self.default_scale
         self.check_scale(scale)
-        overrides_of_scale = dict(self.scales[scale] or {}) if isinstance(self.scales[scale] or {}, dict) else None
-        grid = self.grid
-        if overrides_of_scale is not None and "grid" in overrides_of_scale:
-            grid = overrides_of_scale.pop("grid")
+        of_scale, grid = self.scales[scale] or {}, self.grid
+        if isinstance(of_scale, dict) and "grid" in of_scale:
+            of_scale = {k: v for k, v in of_scale.items() if k != "grid"}
+            grid = self.scales[scale]["grid"]
             if not isinstance(grid, list) or not grid or not all(isinstance(c, dict) for c in grid):
                 raise ExperimentError(f"{self.path}: key 'scales.{scale}.grid': expected a non-empty list of "
                                       f"mappings of dotted keys")
-        base = self._apply(self.base, overrides_of_scale, f"scales.{scale}")
+        base = self._apply(self.base, of_scale, f"scales.{scale}")
         runs = []
         for i, cell in enumerate(grid):
             cfg = self._apply(base, cell, f"grid[{i}]")
@@ -349,5 +350,5 @@ def describe_runs(runs: list[RunSpec]) -> str:
     return yaml.safe_dump_all(docs, sort_keys=False)
 
 
-__all__ = ["Experiment", "ExperimentError", "EvalConfig", "InitConfig", "FinetuneSection", "RunSpec", "TASKS", "validate_run_config", "describe_runs",
-           "apply_overrides"]
+__all__ = ["Experiment", "ExperimentError", "EvalConfig", "InitConfig", "FinetuneSection", "RunSpec", "TASKS",
+           "validate_run_config", "describe_runs", "apply_overrides"]
