@@ -14,6 +14,8 @@ import lightning
 import numpy as np
 import pytest
 import torch
+
+from vitrepro.data.sampler import ResumableSampler
 from PIL import Image
 
 from vitrepro.data import (
@@ -238,7 +240,7 @@ def test_cached_and_uncached_give_same_tensors():
 def test_dataloader_settings(sample_dm):
     tl = sample_dm.train_dataloader()
     assert tl.drop_last and tl.batch_size == 32 and not tl.persistent_workers
-    assert isinstance(tl.sampler, torch.utils.data.RandomSampler)
+    assert isinstance(tl.sampler, ResumableSampler)  # seeded, resumable mid-epoch (test_resume.py)
     assert len(tl) == 392 // 32
     vl, te = sample_dm.val_dataloader(), sample_dm.test_dataloader()
     assert not vl.drop_last and not te.drop_last

@@ -70,8 +70,9 @@ BASE = {"model": {"name": "ViT-C/4"}, "finetune": {"steps": 2}}
     ({"init": {"ckpt": "x"}}, "init.ckpt"),
 ])
 def test_bad_protocol_sections_are_one_line_errors_naming_the_key(section, key):
+    task = "finetune" if "init" in section else "pretrain"  # init is a section of the transfer protocols
     with pytest.raises(ExperimentError) as e:
-        validate_run_config({**BASE, **section}, "f.yaml: scale s")
+        validate_run_config({**BASE, **section}, "f.yaml: scale s", task)
     assert "\n" not in str(e.value) and key in str(e.value)
 
 

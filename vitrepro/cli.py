@@ -1,8 +1,10 @@
 """``vitrepro``: run the paper's experiments and regenerate their tables.
 
   vitrepro run experiments/pos_emb_ablation.yaml [--scale smoke|local|cpu|paper] [--data-root DIR]
-               [--download] [--results-dir results] [--dry-run] [--cell 0,3] [--<section>.<key>=<value> ...]
-  vitrepro report experiments/pos_emb_ablation.yaml [--scale S] [--results-dir results]
+               [--download] [--results-dir DIR] [--dry-run] [--cell 0,3] [--logger tensorboard]
+               [--<section>.<key>=<value> ...]
+  vitrepro report experiments/pos_emb_ablation.yaml [--scale S] [--results-dir DIR]
+  vitrepro collect experiments/pos_emb_ablation.yaml [--results-dir DIR]
   vitrepro fewshot results/pos_emb_ablation/runs/<run_id> [--data-root DIR] [--shots 1,5,10,25]
   vitrepro fewshot --model ViT-B/16 --checkpoint weights.npz --data-root DIR [--model.<field>=<value>]
   vitrepro models [PATTERN]
@@ -11,7 +13,9 @@
 after the scale and grid, e.g.
 ``--trainer.devices=2 --trainer.strategy=ddp --trainer.precision=bf16-mixed --optim.lr=3e-4``;
 values are parsed as YAML. ``--data-root`` (or the environment variable ``VITREPRO_DATA``) sets
-``data.root`` for every run. Errors print one line and exit with status 2.
+``data.root`` for every run. ``--results-dir`` defaults to ``$VITREPRO_RESULTS`` or ``results/scratch``
+(git-ignored): the committed results in ``results/`` are only written with ``--results-dir results``.
+Errors print one line and exit with status 2; ``run`` exits with status 1 when a run failed (listed).
 """
 from __future__ import annotations
 
@@ -25,6 +29,8 @@ from typing import Any
 import yaml
 
 DATA_ROOT_ENV = "VITREPRO_DATA"
+RESULTS_ENV = "VITREPRO_RESULTS"
+DEFAULT_RESULTS = "results/scratch"  # git-ignored: a quick run never touches the committed results
 DATA_ROOT_PLACEHOLDER = "${VITREPRO_DATA}"
 TOP_LEVEL_OVERRIDES = ("--seed",)  # run-config entries outside a section
 
@@ -62,11 +68,17 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vitrepro", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train and evaluate the runs of an experiment file")
-    report = sub.add_parser("report", help="rewrite an experiment's table and figure from its runs.csv")
-    for p in (run, report):
+    report = sub.add_parser("report", help="rebuild an experiment's runs.csv from its records; redraw its report")
+    collect = sub.add_parser("collect", help="rebuild an experiment's runs.csv from its per-run records")
+    for p in (run, report, collect):
         p.add_argument("config", help="experiment YAML, e.g. experiments/pos_emb_ablation.yaml")
+        p.add_argument("--results-dir", default=os.environ.get(RESULTS_ENV) or DEFAULT_RESULTS,
+                       help=f"where <experiment>/ goes (default ${RESULTS_ENV} or {DEFAULT_RESULTS}; "
+                            "the committed results: results)")
+    for p in (run, report):
         p.add_argument("--scale", help="a scale named in the file (default: its default_scale)")
-        p.add_argument("--results-dir", default="results", help="where <experiment>/runs.csv goes")
+    run.add_argument("--logger", choices=["csv", "tensorboard"], default="csv",
+                     help="tensorboard: Lightning's TensorBoard logger beside the CSV log (needs tensorboard)")
     run.add_argument("--data-root", help=f"data set root (default ${DATA_ROOT_ENV}; none = bundled sample)")
     run.add_argument("--download", action="store_true", help="let torchvision download CIFAR into --data-root")
     run.add_argument("--dry-run", action="store_true", help="print the expanded runs and exit")
@@ -129,27 +141,61 @@ def _resolve_roots_and_placeholders(runs, args, exp) -> None:
                                   f"variable {m[1]} (or override it: --{key}=VALUE)")
 
 
-def _check_data(runs, exp) -> None:
-    """Open each distinct data config once (cheap: finds the layout, counts classes) before training: the
-    run's ``data`` and, when it fine-tunes, its target ``data`` + ``finetune.data``."""
+def _open_data(runs, exp, strict: bool = True) -> None:
+    """Check what each run reads before anything trains, and name its data by content.
+
+    Each distinct data config is opened once (cheap: finds the layout, counts classes and images per
+    class, fingerprints the files): the run's ``data`` and, when it fine-tunes, the target ``data`` +
+    ``finetune.data``. A subset larger than the split, more shots than a class has, a missing
+    ``init.checkpoint`` or one of another architecture is an ``ExperimentError`` naming the key. Each
+    run's ``data_ids`` gets the fingerprints (its run id names the data by content, not by path).
+    ``strict=False`` (a dry run): nothing is refused and an unreadable data set is named by its root."""
+    import numpy as np
+
     from .data import ImageClassificationDataModule
     from .experiments.spec import ExperimentError
+    from .experiments.stages import init_checkpoint, pretrained_model
 
-    seen = set()
+    seen: dict[str, tuple[str, int, int] | None] = {}
+    checked: set[str] = set()
     for r in runs:
+        def refuse(key: str, e: Exception):
+            raise ExperimentError(f"{exp.path}: scale {r.scale}: key '{key}': {' '.join(str(e).split())}") from None
+
         targets = [("data", r.config["data"])]
         if "finetune" in r.config:
             targets.append(("finetune.data", {**r.config["data"], **r.config["finetune"]["data"]}))
         for key, data in targets:
             sig = repr(sorted(data.items()))
-            if sig in seen:
+            if sig not in seen:
+                try:
+                    dm = ImageClassificationDataModule(**data)
+                    dm.split_indices()  # labels only: a too-large subset fails here
+                    counts = np.bincount(dm.fewshot_pool_labels(), minlength=dm.num_classes)
+                    seen[sig] = (f"{dm.dataset}:{dm.source.fingerprint}", int(counts.min()), int(counts.argmin()),
+                                 dm.num_classes, dm.img_size)
+                except (ValueError, FileNotFoundError, RuntimeError, OSError) as e:
+                    if strict:
+                        refuse(key, e)
+                    seen[sig] = None
+            if seen[sig] is None:
                 continue
-            seen.add(sig)
-            try:
-                ImageClassificationDataModule(**data).split_indices()  # labels only: a too-large subset fails here
-            except (ValueError, FileNotFoundError, RuntimeError) as e:
-                msg = " ".join(str(e).split())
-                raise ExperimentError(f"{exp.path}: scale {r.scale}: key '{key}': {msg}") from None
+            fingerprint, fewest, cls, num_classes, img_size = seen[sig]
+            r.data_ids[key] = fingerprint
+            shots = max(r.config["eval"]["shots"]) if key == "data" and "eval" in r.config else 0
+            if strict and shots > fewest:
+                refuse("eval.shots", ValueError(f"{shots}-shot needs {shots} examples of class {cls}, the pool has "
+                                                f"{fewest}"))
+        if strict and (r.config.get("init") or {}).get("checkpoint") and seen.get(repr(sorted(r.config["data"].items()))):
+            ckpt_key = repr((r.config["model"], r.config["init"]["checkpoint"]))
+            if ckpt_key not in checked:  # the file exists and fits the model (loads it once, on CPU)
+                checked.add(ckpt_key)
+                try:
+                    init_checkpoint(r.config)
+                    _, _, _, num_classes, img_size = seen[repr(sorted(r.config["data"].items()))]
+                    pretrained_model(r.config, num_classes, img_size)
+                except (ValueError, FileNotFoundError) as e:
+                    refuse("init.checkpoint", e)
 
 
 def cmd_run(args, extra: list[str], argv: list[str]) -> int:
@@ -161,17 +207,47 @@ def cmd_run(args, extra: list[str], argv: list[str]) -> int:
         bad = [i for i in args.cell if not 0 <= i < len(runs)]
         if bad:
             raise ValueError(f"{exp.path}: --cell {bad[0]} is out of range: the grid has cells 0..{len(runs) - 1}")
-        runs = [runs[i] for i in args.cell]
+        runs = [runs[i] for i in dict.fromkeys(args.cell)]
     _resolve_roots_and_placeholders(runs, args, exp)
+    if args.logger == "tensorboard":
+        _require_tensorboard()
+    _open_data(runs, exp, strict=not args.dry_run)
     if args.dry_run:
         print(describe_runs(runs), end="")
         print(f"# {len(runs)} runs of {exp.name} at scale {runs[0].scale}; results would go to "
-              f"{Path(args.results_dir) / exp.name / 'runs.csv'}")
+              f"{Path(args.results_dir) / exp.name}")
         return 0
-    _check_data(runs, exp)
-    path = run_experiment(exp, runs, Path(args.results_dir), argv=argv)
+    path, failed = run_experiment(exp, runs, Path(args.results_dir), argv=argv, tensorboard=args.logger == "tensorboard")
     print(f"results: {path}")
+    if failed:
+        print(f"error: {len(failed)} of {len(runs)} runs failed (the same command retries them from scratch):",
+              file=sys.stderr)
+        for rec in failed:
+            print(f"  {rec['run_id']}: {rec['error']}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _require_tensorboard() -> None:
+    import importlib.util
+
+    if not (importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")):
+        raise ValueError("--logger tensorboard needs the tensorboard package: pip install tensorboard "
+                         "(or pip install -e \".[tensorboard]\")")
+
+
+def cmd_collect(args) -> Path:
+    """Rebuild ``runs.csv`` from the records; raises ``FileNotFoundError`` when the experiment has none."""
+    from .experiments import Experiment, write_table
+
+    exp = Experiment(args.config)
+    exp_dir = Path(args.results_dir) / exp.name
+    if not any(exp_dir.glob("runs/*/record.json")):
+        raise FileNotFoundError(f"{exp_dir}: no run records yet (runs/<run_id>/record.json); run "
+                                f"`vitrepro run {args.config} --results-dir {args.results_dir}` first")
+    path = write_table(exp_dir)
+    print(f"wrote {path}")
+    return path
 
 
 def cmd_report(args) -> int:
@@ -181,10 +257,11 @@ def cmd_report(args) -> int:
     exp = Experiment(args.config)
     scale = args.scale or exp.default_scale
     exp.check_scale(scale)
-    runs_csv = Path(args.results_dir) / exp.name / "runs.csv"
-    if not runs_csv.exists():
-        raise FileNotFoundError(f"{runs_csv}: no runs yet; run `vitrepro run {args.config}` first")
-    for p in write_experiment_report(exp, runs_csv, scale):
+    runs_csv = cmd_collect(args)
+    written = write_experiment_report(exp, runs_csv, scale)
+    if not written:
+        print(f"{exp.path} names no report (key 'report'); the runs are in {runs_csv}")
+    for p in written:
         print(f"wrote {p}")
     return 0
 
@@ -240,6 +317,8 @@ def _quiet() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")  # lightning vs torch 2.14 deprecation
     warnings.filterwarnings("ignore", message=r".*Total length of .* across ranks is zero.*")  # no dev split: by design
+    # the training sampler resumes mid-epoch itself (vitrepro.data.sampler), which Lightning cannot see
+    warnings.filterwarnings("ignore", message=r".*your dataloader is not resumable.*")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_fewshot(args, extra)
         if extra:
             raise ValueError(f"unrecognized arguments: {' '.join(extra)}")
+        if args.command == "collect":
+            cmd_collect(args)
+            return 0
         return cmd_report(args) if args.command == "report" else cmd_models(args)
     except (ValueError, FileNotFoundError) as e:  # ExperimentError is a ValueError
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)

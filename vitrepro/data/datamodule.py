@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .sampler import ResumableSampler, SeededItems
 from .sources import DATASETS, DataSource, resolve_source
 from .transforms import build_transform
 
@@ -245,6 +246,8 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
         self.train_indices: np.ndarray | None = None
         self.val_indices: np.ndarray | None = None
         self._pool: Dataset | None = None
+        self.train_sampler: ResumableSampler | None = None
+        self._resume_at: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------ splits
 
@@ -312,20 +315,40 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
                 stacklevel=3,
             )
             drop_last = False
+        sampler = None
+        if train:  # seeded order and augmentations, resumable mid-epoch (sampler.py)
+            sampler = self.train_sampler = ResumableSampler(len(dataset), self.seed)
+            if self._resume_at is not None:
+                sampler.resume_at(*self._resume_at)
+                self._resume_at = None
+            dataset = SeededItems(dataset)
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=train,
+            sampler=sampler,
             drop_last=drop_last,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
+            # the workers' base seed comes from this generator, not the global one (which a resumed
+            # run restores and must not be drawn from by data loading)
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
+    def resume_at(self, epoch: int, batches: int) -> None:
+        """The next training loader starts epoch ``epoch`` after ``batches`` batches of this rank
+        (``ResumableSampler.resume_at``); called when a run restarts from a mid-epoch checkpoint."""
+        position = (int(epoch), int(batches) * self.batch_size)
+        if self.train_sampler is not None:
+            self.train_sampler.resume_at(*position)
+        else:
+            self._resume_at = position
+
     def train_dataloader(self) -> DataLoader:
-        """Shuffled loader over ``train_set``, ``batch_size``, ``drop_last=True`` (unless the set is
-        smaller than one batch). Batches: images float32 ``(B, 3, S, S)``, labels int64 ``(B,)``.
-        Under DDP Lightning inserts the DistributedSampler itself."""
+        """Loader over ``train_set`` in the ``ResumableSampler`` order (seeded per epoch, sharded per
+        rank under DDP, each item augmented under its own seed), ``batch_size``, ``drop_last=True``
+        (unless the set is smaller than one batch). Batches: images float32 ``(B, 3, S, S)``, labels
+        int64 ``(B,)``."""
         self.setup()
         return self._loader(self.train_set, self.batch_size, train=True)
 

@@ -27,6 +27,7 @@ allowed values. Typed validation is jsonargparse's, over the signatures of the c
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import inspect
 import json
@@ -40,14 +41,25 @@ import yaml
 from jsonargparse import ArgumentParser
 
 from ..data import ImageClassificationDataModule
-from ..evaluation.fewshot_callback import FewShotCallback
 from ..models import model_config
 from ..tasks import FinetuneConfig, MPPConfig, OptimConfig
+from .protocols import PROTOCOLS
+from .sections import (CALLBACK_SKIP, FINETUNE_FIELDS, FINETUNE_KEYS, RUNNER_OWNED_TRAINER_KEYS, SECTION_CLASSES,
+                       CheckpointConfig, EvalConfig, FewShotCallback, FinetuneSection, InitConfig, allowed_keys)
 
 TOP_KEYS = ("name", "description", "task", "report", "default_scale", "base", "grid", "scales")
-TASKS = ("pretrain", "mpp", "finetune", "fewshot")
-RUN_SECTIONS = ("model", "data", "optim", "trainer", "eval", "seed", "init", "finetune", "mpp", "fewshot_callback")
-RUNNER_OWNED_TRAINER_KEYS = ("logger", "callbacks", "default_root_dir", "enable_checkpointing")
+TASKS = tuple(PROTOCOLS)
+RUN_SECTIONS = tuple(dict.fromkeys(k for p in PROTOCOLS.values() for k in p.sections))
+#: Report kinds an experiment may name (``vitrepro.report.REPORTS``, not imported here: it loads plotting).
+REPORT_KINDS = ("pos_emb_table8", "data_size_scaling")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+#: Entries that never change a run's result, left out of its id: where the data lives (the data set is
+#: named by its kind and content fingerprint instead), workers, progress bars and logging, the checkpoint
+#: interval (a resumed run ends as the uninterrupted one), evaluation batch sizes, the sweep's storage.
+NOT_IN_ID = {"data": ("root", "download", "num_workers", "cache_in_memory", "eval_batch_size"),
+             "trainer": ("enable_progress_bar", "enable_model_summary", "log_every_n_steps"),
+             "eval": ("batch_size",)}
 
 
 class ExperimentError(ValueError):
@@ -55,70 +67,50 @@ class ExperimentError(ValueError):
 
 
 @dataclass
-class EvalConfig:
-    """Few-shot linear evaluation after training (big_vision ``fewshot_lsr`` defaults)."""
-
-    shots: list[int] = field(default_factory=lambda: [1, 5, 10, 25])
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    l2_reg: float = 1024.0
-    batch_size: int = 256
-
-
-@dataclass
-class InitConfig:
-    """Where ``finetune`` and ``fewshot`` runs start. ``checkpoint``: any file ``load_pretrained`` reads
-    (our ``.ckpt``, a timm state_dict, a Google ``.npz``) or a run directory of ``vitrepro run``
-    (its ``checkpoints/last.ckpt``); relative paths are taken from the working directory. None: a random
-    initialization (the smoke scales, which check the pipeline without a checkpoint)."""
-
-    checkpoint: str | None = None
-
-
-@dataclass
-class FinetuneSection:
-    """The ``finetune`` section: ``FinetuneConfig`` fields (``lr``, ``steps``, ``warmup_steps``, ...; the
-    resolution is the target data's ``img_size``) plus
-
-    lrs: the learning-rate grid of the Table 4 sweep, each fine-tuned on the dev split and scored by dev
-        top-1; the best is fine-tuned again on the whole training split and scored on the test split
-        (App. B.1.1). None: no sweep, ``lr`` alone.
-    data: overrides of the run's ``data`` section for the fine-tuning target (e.g. ``{dataset: pets,
-        train_size: null, img_size: 384}``).
-    trainer: ``lightning.Trainer`` arguments for fine-tuning; the run's device settings (accelerator,
-        devices, strategy, precision, ...) carry over, its epoch and step limits do not.
-    storage: Optuna storage URL of the sweep (None: ``sqlite:///<run dir>/finetune_sweep.db``); a
-        finished learning rate is never fine-tuned again.
-    """
-
-    lrs: list[float] | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-    trainer: dict[str, Any] = field(default_factory=dict)
-    storage: str | None = None
-
-
-#: Trainer arguments of a run that carry over to its fine-tuning stage (devices and numerics, not limits).
-FINETUNE_TRAINER_CARRY = ("accelerator", "devices", "strategy", "num_nodes", "precision", "enable_progress_bar",
-                          "enable_model_summary", "log_every_n_steps", "num_sanity_val_steps", "deterministic",
-                          "benchmark")
-
-
-@dataclass
 class RunSpec:
-    """One expanded run: the experiment, the scale, the grid cell, the complete resolved config and the
-    task (one of ``TASKS``)."""
+    """One expanded run: the experiment, the scale, the grid cell, the complete resolved config, the task
+    (a protocol name) and ``data_ids``: the content fingerprint of each data set it reads, by config key
+    (``data``, ``finetune.data``), filled in when the data is opened (``vitrepro.cli``)."""
 
     experiment: str
     scale: str
     cell: dict[str, Any]
     config: dict[str, Any]
     task: str = "pretrain"
+    data_ids: dict[str, str] = field(default_factory=dict)
+
+    def identity(self) -> dict[str, Any]:
+        """What determines the run's result: the config less ``NOT_IN_ID`` and the ``checkpoint`` and
+        ``fewshot_callback`` sections; each data root replaced by the data set's fingerprint (its spelling
+        when the data could not be opened, e.g. in a dry run without it); ``init.checkpoint`` by its last
+        path component (a run directory's name is its run id)."""
+        cfg = copy.deepcopy(self.config)
+        for key in ("checkpoint", "fewshot_callback"):
+            cfg.pop(key, None)
+        for section, keys in NOT_IN_ID.items():
+            for k in keys:
+                (cfg.get(section) or {}).pop(k, None)
+        cfg["data"]["copy"] = self.data_ids.get("data") or f"root:{self.config['data'].get('root')}"
+        ft = cfg.get("finetune")
+        if ft:
+            ft.pop("storage", None)
+            for k in NOT_IN_ID["trainer"]:
+                ft["trainer"].pop(k, None)
+            if "root" in ft["data"] or "dataset" in ft["data"]:
+                for k in NOT_IN_ID["data"]:
+                    ft["data"].pop(k, None)
+                ft["data"]["copy"] = self.data_ids.get("finetune.data") or f"root:{self.config['finetune']['data'].get('root')}"
+        ckpt = (cfg.get("init") or {}).get("checkpoint")
+        if ckpt:
+            cfg["init"]["checkpoint"] = Path(str(ckpt).rstrip("/")).name
+        return cfg
 
     @property
     def run_id(self) -> str:
-        """Stable id of the resolved config: ``<cell values>-<sha1[:8]>``, e.g. ``learned_2d-stem-1a2b3c4d``
-        (a cell value that is a section is labelled by its ``name``: ``R50x1-1000-...``; a path by its last
+        """Stable id of ``identity()``: ``<cell values>-<sha1[:8]>``, e.g. ``learned_2d-stem-1a2b3c4d`` (a
+        cell value that is a section is labelled by its ``name``: ``R50x1-1000-...``; a path by its last
         component)."""
-        digest = hashlib.sha1(json.dumps(self.config, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        digest = hashlib.sha1(json.dumps(self.identity(), sort_keys=True, default=str).encode()).hexdigest()[:8]
         values = [v.get("name", "_".join(map(str, v.values()))) if isinstance(v, dict)
                   else Path(str(v)).name if k.endswith(("checkpoint", "root")) and v else v
                   for k, v in self.cell.items()]
@@ -126,26 +118,25 @@ class RunSpec:
         return f"{label}-{digest}" if label else digest
 
 
-SECTION_CLASSES = {"data": ImageClassificationDataModule, "optim": OptimConfig, "eval": EvalConfig,
-                   "init": InitConfig, "mpp": MPPConfig}
-CALLBACK_SKIP = {"datamodule"}  # FewShotCallback arguments the runner sets
-FINETUNE_FIELDS = [n for n in inspect.signature(FinetuneConfig.__init__).parameters if n not in ("self", "img_size")]
-FINETUNE_KEYS = FINETUNE_FIELDS + [f.name for f in fields(FinetuneSection)]
-
-
-def _section_parser() -> ArgumentParser:
+@functools.lru_cache(maxsize=4)
+def _section_parser(ft_data: bool = False, ft_trainer: bool = False) -> ArgumentParser:
+    """The parser of every section (cached: building the Trainer's takes tens of milliseconds)."""
     p = ArgumentParser(exit_on_error=False, default_env=False)
     for name, cls in SECTION_CLASSES.items():
         p.add_class_arguments(cls, name)
+    p.add_class_arguments(L.Trainer, "trainer", skip=set(RUNNER_OWNED_TRAINER_KEYS))
     p.add_class_arguments(FewShotCallback, "fewshot_callback", skip=CALLBACK_SKIP)
     p.add_class_arguments(FinetuneConfig, "finetune", skip={"img_size"})
     p.add_argument("--finetune.lrs", type=list[float] | None, default=None)  # FinetuneSection's own fields
     p.add_argument("--finetune.storage", type=str | None, default=None)
+    if ft_data:
+        p.add_class_arguments(ImageClassificationDataModule, "finetune_data")
+    if ft_trainer:
+        p.add_class_arguments(L.Trainer, "finetune_trainer", skip=set(RUNNER_OWNED_TRAINER_KEYS))
     return p
 
 
-def _allowed(cls) -> list[str]:
-    return [n for n in inspect.signature(cls.__init__).parameters if n != "self"]
+_allowed = allowed_keys
 
 
 def _check_trainer(trainer: dict, where: str, prefix: str = "trainer") -> None:
@@ -188,9 +179,16 @@ def validate_run_config(cfg: dict, where: str, task: str = "pretrain") -> dict:
     model the registry cannot build, a trainer argument ``lightning.Trainer`` does not take, or a section
     the task needs and lacks (``finetune`` for the finetune task).
     """
-    unknown = sorted(set(cfg) - set(RUN_SECTIONS))
+    if task not in PROTOCOLS:
+        raise ExperimentError(f"{where}: task {task!r} is not one of {', '.join(PROTOCOLS)}")
+    protocol = PROTOCOLS[task]
+    if task == "mpp" and "optim" in cfg:
+        raise ExperimentError(f"{where}: key 'optim': task 'mpp' takes its optimizer from the 'mpp' section "
+                              f"(allowed keys: {', '.join(_allowed(MPPConfig))})")
+    unknown = sorted(set(cfg) - set(protocol.sections))
     if unknown:
-        raise ExperimentError(f"{where}: unknown key {unknown[0]!r}: allowed are {', '.join(RUN_SECTIONS)}")
+        raise ExperimentError(f"{where}: unknown key {unknown[0]!r} for task {task!r}: allowed are "
+                              f"{', '.join(protocol.sections)}")
     model = dict(cfg.get("model") or {})
     if "name" not in model:
         raise ExperimentError(f"{where}: key 'model.name' is required (e.g. ViT-B/16, ViT-C/4)")
@@ -203,14 +201,11 @@ def validate_run_config(cfg: dict, where: str, task: str = "pretrain") -> dict:
     seed = cfg.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ExperimentError(f"{where}: key 'seed': expected an int, got {seed!r}")
-    if task == "mpp" and "optim" in cfg:
-        raise ExperimentError(f"{where}: key 'optim': task 'mpp' takes its optimizer from the 'mpp' section "
-                              f"(allowed keys: {', '.join(_allowed(MPPConfig))})")
-    if task == "finetune" and cfg.get("finetune") is None:
-        raise ExperimentError(f"{where}: task 'finetune' needs a 'finetune' section (allowed keys: "
+    if "finetune" in protocol.required and cfg.get("finetune") is None:
+        raise ExperimentError(f"{where}: task {task!r} needs a 'finetune' section (allowed keys: "
                               f"{', '.join(FINETUNE_KEYS)})")
-    core = ["data", "eval", "mpp" if task == "mpp" else "optim"]
-    present = core + [k for k in ("init", "finetune", "fewshot_callback", "mpp") if k in cfg and k not in core]
+    # required sections are filled with their defaults; optional ones only when given
+    present = [k for k in protocol.required] + [k for k in protocol.optional if k in cfg]
     sections = {k: dict(cfg.get(k) or {}) for k in present}
     ft_extra = {}
     if "finetune" in sections:
@@ -229,19 +224,19 @@ def validate_run_config(cfg: dict, where: str, task: str = "pretrain") -> dict:
     for k in ft_extra.get("data", {}):
         if k not in allowed["data"]:
             raise ExperimentError(f"{where}: unknown key 'finetune.data.{k}': allowed are {', '.join(allowed['data'])}")
-    to_parse = dict(sections)
+    to_parse = {**sections, "trainer": trainer}
+    if "trainer" in ft_extra:
+        to_parse["finetune_trainer"] = ft_extra["trainer"]
     if "data" in ft_extra:  # the target data must be a valid data section too
         to_parse["finetune_data"] = {**sections["data"], **ft_extra["data"]}
     try:
-        parser = _section_parser()
-        if "finetune_data" in to_parse:
-            parser.add_class_arguments(ImageClassificationDataModule, "finetune_data")
+        parser = _section_parser("finetune_data" in to_parse, "finetune_trainer" in to_parse)
         parsed = parser.parse_object(to_parse)
     except Exception as e:  # jsonargparse.ArgumentError, one line
-        msg = _one_line(e).replace("finetune_data.", "finetune.data.")
+        msg = _one_line(e).replace("finetune_data.", "finetune.data.").replace("finetune_trainer.", "finetune.trainer.")
         raise ExperimentError(f"{where}: {msg}") from None
     out = {k: parsed[k].as_dict() for k in ("data", "optim", "eval") if k in present}
-    for key, cls in (("optim", OptimConfig), ("mpp", MPPConfig)):
+    for key, cls in (("optim", OptimConfig), ("mpp", MPPConfig), ("checkpoint", CheckpointConfig)):
         if key in present:
             try:
                 cls(**parsed[key].as_dict())
@@ -251,8 +246,8 @@ def validate_run_config(cfg: dict, where: str, task: str = "pretrain") -> dict:
     if "mpp" in present:
         resolved["mpp"] = parsed["mpp"].as_dict()
         resolved["mpp"]["probs"] = list(resolved["mpp"]["probs"])
-    for key in ("init", "fewshot_callback"):
-        if key in cfg:
+    for key in ("init", "fewshot_callback", "checkpoint"):
+        if key in present and (key in cfg or key == "init"):
             resolved[key] = parsed[key].as_dict()
     if "finetune" in cfg:
         ft = parsed["finetune"].as_dict()
@@ -291,11 +286,17 @@ class Experiment:
             if key not in raw:
                 raise ExperimentError(f"{self.path}: key {key!r} is required")
         self.raw = raw
+        if not isinstance(raw["name"], str) or not _NAME.match(raw["name"]):
+            raise ExperimentError(f"{self.path}: key 'name': {raw['name']!r} is not allowed: expected letters, digits, "
+                                  f"'_', '-' or '.', not starting with '.' (it names a folder under --results-dir)")
         self.name: str = raw["name"]
         self.task: str = raw.get("task") or "pretrain"
         if self.task not in TASKS:
             raise ExperimentError(f"{self.path}: key 'task': {self.task!r} is not one of {', '.join(TASKS)}")
-        self.report: str | None = raw.get("report")
+        self.report: dict | None = raw.get("report")
+        if self.report is not None and (not isinstance(self.report, dict) or self.report.get("kind") not in REPORT_KINDS):
+            kind = self.report.get("kind") if isinstance(self.report, dict) else self.report
+            raise ExperimentError(f"{self.path}: key 'report.kind': {kind!r} is not one of {', '.join(REPORT_KINDS)}")
         self.base: dict = raw["base"]
         self.grid: list[dict] = raw.get("grid") or [{}]
         self.scales: dict[str, dict] = raw["scales"]
@@ -351,4 +352,5 @@ def describe_runs(runs: list[RunSpec]) -> str:
 
 
 __all__ = ["Experiment", "ExperimentError", "EvalConfig", "InitConfig", "FinetuneSection", "RunSpec", "TASKS",
+           "REPORT_KINDS", "NOT_IN_ID",
            "validate_run_config", "describe_runs", "apply_overrides"]

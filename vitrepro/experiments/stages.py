@@ -22,7 +22,7 @@ from ..data import ImageClassificationDataModule
 from ..models import create_model
 from ..tasks import FinetuneConfig, FinetuneTask, load_pretrained
 from ..tasks.sweep import sweep_in_lockstep
-from .spec import FINETUNE_FIELDS, FINETUNE_TRAINER_CARRY
+from .sections import FINETUNE_FIELDS, FINETUNE_TRAINER_CARRY
 
 
 def init_checkpoint(cfg: dict[str, Any]) -> Path | None:

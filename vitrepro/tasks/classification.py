@@ -9,7 +9,6 @@ choice for multi-label JFT). Top-1 accuracy via torchmetrics.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import lightning as L
@@ -17,7 +16,8 @@ import torch
 import torch.nn.functional as F
 import torchmetrics
 
-SCHEDULES = ("linear", "cosine", "constant")
+from .optim import SCHEDULES, build_optimizer, kernel_param_groups, warmup_decay  # noqa: F401 (re-exported)
+
 LOSSES = ("softmax_xent", "sigmoid_xent")
 
 
@@ -43,38 +43,25 @@ class OptimConfig:
             raise ValueError(f"loss={self.loss!r} is not one of {', '.join(LOSSES)}")
 
 
-def warmup_decay(step: int, total: int, warmup: int, schedule: str) -> float:
-    """Learning-rate multiplier in [0, 1] at optimizer step ``step`` of ``total``: linear warmup over
-    ``warmup`` steps, then linear or cosine decay to 0 (big_vision ``utils.create_learning_rate_schedule``)."""
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 1.0 - progress if schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def kernel_param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Two optimizer groups: dense and conv kernels with ``weight_decay``; biases, norms, the class token
-    and position embeddings without (big_vision's default decays ``.*/kernel$`` only)."""
-    kernels = {id(m.weight) for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))}
-    params = list(model.parameters())
-    return [{"params": [p for p in params if id(p) in kernels], "weight_decay": weight_decay},
-            {"params": [p for p in params if id(p) not in kernels], "weight_decay": 0.0}]
+def _accuracy(num_classes: int) -> torchmetrics.Accuracy:
+    """Top-1 accuracy whose running state is saved in checkpoints (an epoch resumed mid-way reports the
+    accuracy of the whole epoch)."""
+    metric = torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)
+    metric.persistent(True)
+    return metric
 
 
 class SupervisedTask(L.LightningModule):
     """Shared steps of the supervised tasks: ``model`` (any family with the uniform API) on (images
     (B, C, H, W), labels (B,)) batches; top-1 via torchmetrics. Logs ``train/loss``, ``train/top1``,
-    ``lr``, ``val/loss``, ``val/top1``, ``test/loss``, ``test/top1``. Subclasses give ``loss`` and
-    ``configure_optimizers``."""
+    ``val/loss``, ``val/top1``, ``test/loss``, ``test/top1``. Subclasses give ``loss`` and
+    ``configure_optimizers``. (The learning rate is logged by Lightning's ``LearningRateMonitor``.)"""
 
     def __init__(self, model: torch.nn.Module, num_classes: int):
         super().__init__()
         self.model = model
         self.num_classes = num_classes
-        metric = lambda: torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)  # noqa: E731
-        self.train_top1, self.val_top1, self.test_top1 = metric(), metric(), metric()
+        self.train_top1, self.val_top1, self.test_top1 = (_accuracy(num_classes) for _ in range(3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -89,7 +76,6 @@ class SupervisedTask(L.LightningModule):
         self.train_top1(logits, y)
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/top1", self.train_top1, on_step=False, on_epoch=True)
-        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss
 
     def _eval_step(self, batch, stage: str, metric: torchmetrics.Metric):
@@ -121,8 +107,7 @@ class ClassificationTask(SupervisedTask):
 
     def configure_optimizers(self):
         o = self.optim
-        opt = torch.optim.AdamW(kernel_param_groups(self.model, o.weight_decay), lr=o.lr, betas=(o.beta1, o.beta2))
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = o.warmup_steps if o.warmup_steps is not None else int(o.warmup_fraction * total)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_decay(s, total, warmup, o.schedule))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return build_optimizer(self.model, "adamw", o.lr, o.weight_decay, total, warmup, o.schedule,
+                               betas=(o.beta1, o.beta2))

@@ -37,7 +37,8 @@ from torch import nn
 from ..models import create_model
 from ..models.convert import (CheckpointKeyError, load_npz, load_state_dict_strict, load_timm_state_dict,
                               timm_to_vitrepro)
-from .classification import SCHEDULES, SupervisedTask, kernel_param_groups, warmup_decay
+from .classification import SupervisedTask
+from .optim import SCHEDULES, build_optimizer
 
 GRAD_CLIP_NORM = 1.0  # global gradient norm clipped during fine-tuning (App. B.1.1)
 TORCH_SUFFIXES = (".ckpt", ".pth", ".pt", ".bin")
@@ -334,7 +335,7 @@ class FinetuneTask(SupervisedTask):
     SGD momentum 0.9 without weight decay; the learning rate is ``lr * warmup_decay(step, steps, warmup,
     schedule)`` per optimizer step (``interval="step"``); softmax cross-entropy (optionally smoothed).
     Clip gradients with the Trainer: ``L.Trainer(**config.trainer_kwargs())``. Logs ``train/loss``,
-    ``train/top1``, ``lr``, ``val/loss``, ``val/top1``, ``test/loss``, ``test/top1`` (torchmetrics, fractions).
+    ``train/top1``, ``val/loss``, ``val/top1``, ``test/loss``, ``test/top1`` (torchmetrics, fractions).
 
     ``config.img_size``, when it differs from the model's, is applied here with ``set_input_size``.
     Raises ``ValueError`` when the model's head is not ``num_classes``-way.
@@ -378,10 +379,8 @@ class FinetuneTask(SupervisedTask):
 
     def configure_optimizers(self):
         c = self.config
-        opt = torch.optim.SGD(kernel_param_groups(self.model, c.weight_decay), lr=c.lr, momentum=c.momentum)
-        total, warmup = self.total_steps(), c.warmup_steps
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_decay(s, total, warmup, c.schedule))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return build_optimizer(self.model, "sgd", c.lr, c.weight_decay, self.total_steps(), c.warmup_steps,
+                               c.schedule, momentum=c.momentum)
 
 
 __all__ = ["FinetuneConfig", "FinetuneTask", "load_pretrained", "CheckpointMismatchError", "describe_state_dict",

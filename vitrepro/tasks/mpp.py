@@ -29,7 +29,7 @@ from torch import nn
 
 from ..models.hybrid import HybridVisionTransformer
 from ..models.vit import VisionTransformer
-from .classification import SCHEDULES, warmup_decay
+from .optim import SCHEDULES, build_optimizer, warmup_decay  # noqa: F401
 
 NUM_COLORS = 512  # 3 bits per channel
 
@@ -146,7 +146,7 @@ class MaskedPatchPredictionTask(L.LightningModule):
     or probe (``evaluate_fewshot``).
 
     Batches: (images (B, 3, H, W) in [-1, 1], labels) with labels ignored. Logs ``train/loss``,
-    ``train/acc`` (colour accuracy on corrupted patches), ``lr``, ``val/loss``, ``val/acc`` (validation
+    ``train/acc`` (colour accuracy on corrupted patches), ``val/loss``, ``val/acc`` (validation
     corruption seeded by the batch index, so it is the same every epoch). Raises ``ValueError`` for
     another model type.
     """
@@ -185,9 +185,7 @@ class MaskedPatchPredictionTask(L.LightningModule):
         return loss
 
     def training_step(self, batch, batch_idx):
-        loss = self._step(batch[0], "train", None)
-        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
-        return loss
+        return self._step(batch[0], "train", None)
 
     def validation_step(self, batch, batch_idx):
         gen = torch.Generator(device=batch[0].device).manual_seed(batch_idx)
@@ -195,14 +193,9 @@ class MaskedPatchPredictionTask(L.LightningModule):
 
     def configure_optimizers(self):
         c = self.config
-        kernels = {id(m.weight) for m in self.modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
-        params = [p for p in self.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW([{"params": [p for p in params if id(p) in kernels], "weight_decay": c.weight_decay},
-                                 {"params": [p for p in params if id(p) not in kernels], "weight_decay": 0.0}],
-                                lr=c.lr, betas=(c.beta1, c.beta2))
         total = c.steps if c.steps is not None else max(1, int(self.trainer.estimated_stepping_batches))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_decay(s, total, c.warmup_steps, c.schedule))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return build_optimizer(self, "adamw", c.lr, c.weight_decay, total, c.warmup_steps, c.schedule,
+                               betas=(c.beta1, c.beta2))
 
 
 __all__ = ["MaskedPatchPredictionTask", "MPPConfig", "mpp_targets", "corrupt_patch_embeddings", "mpp_loss",

@@ -1,0 +1,230 @@
+"""Protocols: what one run does, looked up by the experiment's ``task`` (as big_vision looks up evaluators
+by name and timm models), so the runner never switches on a task.
+
+A ``Protocol`` names the run-config sections it requires and those it accepts (``sections.py`` has the
+class that validates each; ``model``, ``trainer`` and ``seed`` are common to all) and has a
+``run(ctx) -> Outcome`` that trains and/or evaluates and returns the metrics (None on ranks other than
+global rank 0). The runner turns an outcome into the run's record.
+
+Registered here:
+  pretrain  train from scratch (the paper's recipe, ``optim``), test top-1 and few-shot linear accuracy
+            (``eval``); with a ``finetune`` section, fine-tune the trained network (Table 4 sweep);
+  mpp       the same, self-supervised by masked patch prediction (Sec. 4.6; ``mpp`` replaces ``optim``);
+  finetune  load ``init.checkpoint``, probe it (few-shot), fine-tune it (``finetune``);
+  fewshot   load ``init.checkpoint``; few-shot linear accuracy (``eval``).
+Add one with ``@register_protocol(name, required=..., optional=...)`` on a function of a ``RunContext``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+import torchmetrics.functional as TMF
+import yaml
+from lightning.pytorch.utilities import rank_zero_only
+
+from ..data import ImageClassificationDataModule
+from ..evaluation import FewShotCallback, evaluate_fewshot, extract_features
+from ..models import create_model
+from ..tasks import ClassificationTask, MaskedPatchPredictionTask, MPPConfig, OptimConfig
+from .stages import finetune_stage, init_checkpoint, model_factory, pretrained_model
+from .training import CheckpointConfig, SaveOnInterrupt, build_trainer, find_resume_checkpoint, LAST
+
+if TYPE_CHECKING:
+    from .spec import RunSpec
+
+COMMON_SECTIONS = ("model", "trainer", "seed")
+
+
+@dataclass
+class RunContext:
+    """What a protocol gets: the expanded run, its directory, the command that started it, a logger of
+    one-line messages, and run options that do not change the result (``tensorboard``)."""
+
+    run: "RunSpec"
+    run_dir: Path
+    command: str
+    log: Callable[[str], None] = print
+    tensorboard: bool = False
+
+    @property
+    def cfg(self) -> dict[str, Any]:
+        return self.run.config
+
+
+@dataclass
+class Outcome:
+    """A protocol's result on global rank 0: ``metrics`` (flat, numbers or short strings), the data copy
+    it used (``describe()``), the processes and numerics it ran with, the wall seconds of earlier
+    attempts (resumed runs) and whether it resumed from a checkpoint."""
+
+    metrics: dict[str, Any]
+    data: str
+    devices: int = 1
+    precision: str = "32-true"
+    earlier_wall_s: float = 0.0
+    resumed: bool = False
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    run: Callable[[RunContext], Outcome | None]
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+    description: str = ""
+
+    @property
+    def sections(self) -> tuple[str, ...]:
+        """Every top-level key a run config of this protocol may have."""
+        return COMMON_SECTIONS + self.required + self.optional
+
+
+PROTOCOLS: dict[str, Protocol] = {}
+
+
+def register_protocol(name: str, required: tuple[str, ...], optional: tuple[str, ...] = (), description: str = ""):
+    """Decorator: register ``fn(ctx) -> Outcome | None`` as the protocol ``name``."""
+    def deco(fn: Callable[[RunContext], Outcome | None]):
+        PROTOCOLS[name] = Protocol(name, fn, tuple(required), tuple(optional), description)
+        return fn
+    return deco
+
+
+def is_global_zero() -> bool:
+    """Global rank 0, also before the first fit has started DDP (Lightning reads the rank from the
+    launcher's environment: LOCAL_RANK, RANK, SLURM_PROCID)."""
+    return rank_zero_only.rank == 0
+
+
+def write_run_config(ctx: RunContext) -> None:
+    """``config.yaml``: the run id, task, command, scale, cell and the resolved config."""
+    r = ctx.run
+    (ctx.run_dir / "config.yaml").write_text(yaml.safe_dump(
+        {"run_id": r.run_id, "task": r.task, "command": ctx.command, "scale": r.scale, "cell": r.cell,
+         "config": r.config}, sort_keys=False))
+
+
+def evaluate(model: torch.nn.Module, dm: ImageClassificationDataModule, eval_cfg: dict, top1: bool = True) -> dict:
+    """Few-shot linear accuracies of ``model``'s pre-logits and, with ``top1``, the test top-1 of its own
+    head (torchmetrics), in one pass over the test set; fractions rounded to 5 digits."""
+    feats, labels, *logits = extract_features(model, dm.test_set, batch_size=eval_cfg["batch_size"], with_logits=top1)
+    out = {"top1": TMF.accuracy(logits[0], labels, task="multiclass", num_classes=dm.num_classes).item()} if top1 else {}
+    out.update(evaluate_fewshot(model, dm.fewshot_pool(), dm.fewshot_pool_labels(), feats, labels, dm.num_classes,
+                                shots=eval_cfg["shots"], seeds=eval_cfg["seeds"], l2_reg=eval_cfg["l2_reg"],
+                                batch_size=eval_cfg["batch_size"]))
+    return {k: round(v, 5) for k, v in out.items()}
+
+
+def count_flops(model: torch.nn.Module, img_size: int, in_chans: int = 3) -> float:
+    """Forward GFLOPs for one image (torch ``FlopCounterMode``; a multiply-add counts 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, in_chans, img_size, img_size, device=device))
+    model.train(was_training)
+    return counter.get_total_flops() / 1e9
+
+
+def _train_from_scratch(ctx: RunContext, mpp: bool) -> Outcome | None:
+    """pretrain / mpp: fit (resuming from the newest usable checkpoint), save the final weights,
+    fine-tune when the config says so, evaluate on rank 0."""
+    cfg = ctx.cfg
+    dm = ImageClassificationDataModule(**cfg["data"])
+    fields = dict(cfg["model"])
+    model = create_model(fields.pop("name"), num_classes=0 if mpp else dm.num_classes,
+                         img_size=cfg["data"]["img_size"], **fields)
+    task = (MaskedPatchPredictionTask(model, MPPConfig(**{**cfg["mpp"], "probs": tuple(cfg["mpp"]["probs"])}))
+            if mpp else ClassificationTask(model, dm.num_classes, OptimConfig(**cfg["optim"])))
+    found = find_resume_checkpoint(ctx.run_dir, ctx.log, set_aside=is_global_zero())
+    ckpt, step = found if found else (None, None)
+    extra = [SaveOnInterrupt(ctx.run_dir / "checkpoints" / LAST)]
+    if "fewshot_callback" in cfg:
+        extra.append(FewShotCallback(**cfg["fewshot_callback"]))
+    trainer, state = build_trainer(cfg["trainer"], ctx.run_dir, dm, CheckpointConfig(**cfg.get("checkpoint", {})),
+                                   step, extra, tensorboard=ctx.tensorboard)
+    if trainer.is_global_zero:
+        write_run_config(ctx)
+        if ckpt is not None:
+            ctx.log(f"  resuming from {ckpt.relative_to(ctx.run_dir)} at step {step}")
+    t0 = time.time()
+    try:
+        trainer.fit(task, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
+    except BaseException as e:
+        state.finish("interrupted" if isinstance(e, (KeyboardInterrupt, SystemExit)) else "failed")
+        raise
+    trainer.save_checkpoint(ctx.run_dir / "checkpoints" / LAST)  # the final weights, whatever the interval
+    state.finish("finished")
+    pretrain_wall = time.time() - t0
+    ft = {}
+    if "finetune" in cfg:  # every rank: the fine-tuning fits are distributed like the pre-training
+        ft = finetune_stage(model_factory(model, cfg, model.num_classes), cfg, ctx.run_dir, ctx.run.run_id,
+                            is_writer=trainer.is_global_zero,
+                            log=ctx.log if trainer.is_global_zero else (lambda m: None))
+    if not trainer.is_global_zero:
+        return None
+    metrics = {"params": sum(p.numel() for p in model.parameters()),
+               "gflops": round(count_flops(model, cfg["data"]["img_size"]), 4),
+               "train_images": len(dm.train_set), "epochs": trainer.current_epoch, "steps": trainer.global_step,
+               **evaluate(task.model, dm, cfg["eval"], top1=not mpp), **ft}
+    if ft:
+        metrics["pretrain_wall_s"] = round(pretrain_wall + state.earlier_seconds(), 1)
+    return Outcome(metrics, dm.describe(), trainer.world_size, str(trainer.precision), state.earlier_seconds(),
+                   resumed=ckpt is not None)
+
+
+@register_protocol("pretrain", required=("data", "optim", "eval"), optional=("checkpoint", "finetune", "fewshot_callback"),
+                   description="train from scratch; test top-1 and few-shot; optionally fine-tune")
+def pretrain(ctx: RunContext) -> Outcome | None:
+    return _train_from_scratch(ctx, mpp=False)
+
+
+@register_protocol("mpp", required=("data", "mpp", "eval"), optional=("checkpoint", "finetune", "fewshot_callback"),
+                   description="masked patch prediction pre-training (Sec. 4.6); few-shot; optionally fine-tune")
+def mpp(ctx: RunContext) -> Outcome | None:
+    return _train_from_scratch(ctx, mpp=True)
+
+
+@register_protocol("finetune", required=("data", "eval", "init", "finetune"),
+                   description="load init.checkpoint; few-shot probe; fine-tune (Table 4 sweep)")
+def finetune(ctx: RunContext) -> Outcome | None:
+    cfg = ctx.cfg
+    make = lambda k, img_size: pretrained_model(cfg, k, img_size)  # noqa: E731
+    init_checkpoint(cfg)  # a missing checkpoint fails here, before any training
+    if is_global_zero():
+        write_run_config(ctx)
+    ft = finetune_stage(make, cfg, ctx.run_dir, ctx.run.run_id, is_writer=is_global_zero(), log=ctx.log)
+    if not is_global_zero():
+        return None
+    ws = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    target = ImageClassificationDataModule(**{**cfg["data"], **cfg["finetune"]["data"]})
+    target.setup()
+    model = make(target.num_classes, target.img_size)  # the checkpoint, probed before fine-tuning
+    metrics = {"params": sum(p.numel() for p in model.parameters()), "init": str(init_checkpoint(cfg)),
+               **evaluate(model, target, cfg["eval"], top1=False), **ft}
+    return Outcome(metrics, target.describe(), ws, str(cfg["trainer"].get("precision", "32-true")))
+
+
+@register_protocol("fewshot", required=("data", "eval", "init"),
+                   description="load init.checkpoint; few-shot linear accuracy")
+def fewshot(ctx: RunContext) -> Outcome | None:
+    if not is_global_zero():  # one process: no training, nothing to distribute
+        return None
+    cfg = ctx.cfg
+    write_run_config(ctx)
+    dm = ImageClassificationDataModule(**cfg["data"])
+    dm.setup()
+    model = pretrained_model(cfg, dm.num_classes, cfg["data"]["img_size"])
+    metrics = {"params": sum(p.numel() for p in model.parameters()), "init": str(init_checkpoint(cfg)),
+               **evaluate(model, dm, cfg["eval"], top1=False)}
+    return Outcome(metrics, dm.describe())
+
+
+__all__ = ["PROTOCOLS", "Protocol", "RunContext", "Outcome", "register_protocol", "is_global_zero", "evaluate",
+           "count_flops", "write_run_config", "COMMON_SECTIONS"]

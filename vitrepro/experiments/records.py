@@ -1,0 +1,115 @@
+"""Per-run records, and ``runs.csv`` as a table derived from them.
+
+Every run owns ``<results>/<experiment>/runs/<run_id>/`` and writes one ``record.json`` there, atomically
+(a temporary file renamed into place), when it finishes or fails::
+
+    {"run_id": ..., "experiment": ..., "task": "pretrain", "status": "finished" | "failed",
+     "scale": ..., "cell": {...grid values...}, "metrics": {...}, "provenance": {...}, "error": null | "..."}
+
+A process only ever writes its own run's record, so concurrent jobs of an array never lose or duplicate
+one. ``runs.csv`` is rebuilt from all the records (``write_table``: at the end of every ``vitrepro run``,
+by ``vitrepro report`` and ``vitrepro collect``) under a file lock, sorted and de-duplicated by run id,
+with one schema for every protocol: ``run_id, experiment, task, status, scale``, the grid cell's values,
+then the metrics and the provenance (``command``, ``hardware``, ``wall_s``, ``data``, ...), and ``error``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from filelock import FileLock
+
+RECORD = "record.json"
+STATUSES = ("finished", "failed")
+LEAD_COLUMNS = ("run_id", "experiment", "task", "status", "scale")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_record(run_dir: Path, record: dict[str, Any]) -> Path:
+    """Write ``record`` (see the module docstring) as ``run_dir/record.json``; return the path.
+    Raises ``ValueError`` for a record without the lead fields or with an unknown status."""
+    missing = [k for k in LEAD_COLUMNS if k not in record]
+    if missing or record["status"] not in STATUSES:
+        raise ValueError(f"a run record needs {', '.join(LEAD_COLUMNS)} and a status in {STATUSES}; "
+                         f"missing {missing}, status {record.get('status')!r}")
+    path = Path(run_dir) / RECORD
+    atomic_write_text(path, json.dumps(record, indent=1, default=_plain) + "\n")
+    return path
+
+
+def _plain(value: Any) -> Any:
+    """JSON for numpy scalars and paths."""
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def read_record(run_dir: Path) -> dict[str, Any] | None:
+    """The run's record, or None when it has none yet (never finished nor failed)."""
+    path = Path(run_dir) / RECORD
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def flatten(record: dict[str, Any]) -> dict[str, Any]:
+    """One ``runs.csv`` row of a record."""
+    row = {k: record[k] for k in LEAD_COLUMNS}
+    row.update(record.get("cell") or {})
+    row.update(record.get("metrics") or {})
+    row.update(record.get("provenance") or {})
+    row["error"] = record.get("error")
+    return row
+
+
+def collect(exp_dir: Path) -> pd.DataFrame:
+    """Every record under ``exp_dir/runs/*/record.json`` as one table, sorted by run id, one row per run
+    id (a record whose folder is not named by its run id is ignored)."""
+    rows = []
+    for path in sorted(Path(exp_dir).glob(f"runs/*/{RECORD}")):
+        record = json.loads(path.read_text())
+        if record.get("run_id") == path.parent.name:
+            rows.append(flatten(record))
+    if not rows:
+        return pd.DataFrame(columns=[*LEAD_COLUMNS, "error"])
+    df = pd.DataFrame(rows).drop_duplicates("run_id", keep="last").sort_values("run_id", kind="stable")
+    rest = [c for c in df.columns if c not in LEAD_COLUMNS and c != "error"]
+    return df[[*LEAD_COLUMNS, *rest, "error"]].reset_index(drop=True)
+
+
+def write_table(exp_dir: Path) -> Path:
+    """Rebuild ``exp_dir/runs.csv`` from the records, under ``exp_dir/.runs.lock`` so that the last of
+    several concurrent writers has seen every record written before it; return the path."""
+    exp_dir = Path(exp_dir)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(exp_dir / ".runs.lock")):
+        table = collect(exp_dir)
+        atomic_write_text(exp_dir / "runs.csv", table.to_csv(index=False))
+    return exp_dir / "runs.csv"
+
+
+def finished_runs(runs_csv: Path) -> pd.DataFrame:
+    """The rows of ``runs.csv`` whose status is ``finished`` (tables and figures are drawn from these
+    alone; a table without a status column is taken as all finished)."""
+    df = pd.read_csv(runs_csv, keep_default_na=False, na_values=[""])
+    return df[df["status"] == "finished"].reset_index(drop=True) if "status" in df else df
+
+
+__all__ = ["RECORD", "STATUSES", "LEAD_COLUMNS", "atomic_write_text", "write_record", "read_record", "flatten",
+           "collect", "write_table", "finished_runs"]

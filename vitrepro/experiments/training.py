@@ -1,0 +1,291 @@
+"""Preemption-safe training: the checkpoint policy, exact mid-epoch resume, the non-finite-loss guard.
+
+Built from Lightning's own machinery:
+
+- checkpoints: ``ModelCheckpoint(save_last=True)`` every ``checkpoint.every_n_steps`` optimizer steps, every
+  ``checkpoint.every_minutes`` minutes (rank 0's clock, broadcast) and at every epoch end, written
+  atomically by Lightning (``_atomic_save``: a temporary file moved into place), so a ``kill -9`` loses at
+  most one interval and never leaves a torn ``last.ckpt``;
+- SLURM: ``SLURMEnvironment(auto_requeue=True)`` (signal ``SIGUSR1``): Lightning writes
+  ``hpc_ckpt_<n>.ckpt`` into the run directory and calls ``scontrol requeue``; the re-queued job runs the
+  same command and resumes from the newest readable checkpoint;
+- exact resume: ``ResumeState`` stores the epoch, the batches done and torch's generator states in each
+  checkpoint; the data module's ``ResumableSampler`` restarts the epoch at that batch, with the same
+  per-item augmentation seeds, so a resumed run ends with the weights of the uninterrupted one (CPU);
+- ``ResumableCSVLogger`` keeps ``logs/metrics.csv`` across attempts: the rows of the steps before the
+  checkpoint stay, later ones are logged again by the resumed attempt; ``attempts.json`` sums the wall
+  time of every attempt;
+- ``StopOnNonFiniteLoss`` stops training at the first NaN/inf loss (all ranks agree) with
+  ``NonFiniteLossError``; the runner records the run as failed and goes on.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+LAST = "last.ckpt"
+ATTEMPTS = "attempts.json"
+
+
+@dataclass
+class CheckpointConfig:
+    """The ``checkpoint`` section of a run config: when ``checkpoints/last.ckpt`` is written during
+    training (it is always written at every epoch end and when training ends).
+
+    every_n_steps: every this many optimizer steps (None: not by steps).
+    every_minutes: every this many minutes of training (None: not by time). The default, 10, bounds the
+        work a ``kill -9`` or a preemption loses at any scale.
+
+    Raises ``ValueError`` for a value that is not None or > 0.
+    """
+
+    every_n_steps: int | None = None
+    every_minutes: float | None = 10.0
+
+    def __post_init__(self):
+        if self.every_n_steps is not None and (isinstance(self.every_n_steps, bool) or int(self.every_n_steps) < 1
+                                               or int(self.every_n_steps) != self.every_n_steps):
+            raise ValueError(f"every_n_steps={self.every_n_steps!r} is not allowed: expected null or an integer >= 1")
+        if self.every_minutes is not None and not (isinstance(self.every_minutes, (int, float))
+                                                   and self.every_minutes > 0):
+            raise ValueError(f"every_minutes={self.every_minutes!r} is not allowed: expected null or a number > 0")
+
+    def callbacks(self, dirpath: Path) -> list[ModelCheckpoint]:
+        """One ``ModelCheckpoint`` per trigger (Lightning takes one trigger per instance), all writing
+        ``last.ckpt`` only."""
+        common = dict(dirpath=dirpath, save_last=True, save_top_k=0, enable_version_counter=False)
+        out = [ModelCheckpoint(every_n_epochs=1, **common)]
+        if self.every_n_steps:
+            out.append(ModelCheckpoint(every_n_train_steps=int(self.every_n_steps), **common))
+        if self.every_minutes:
+            out.append(ModelCheckpoint(train_time_interval=timedelta(minutes=self.every_minutes), **common))
+        return out
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss; the message says at which step."""
+
+
+class StopOnNonFiniteLoss(Callback):
+    """Raise ``NonFiniteLossError`` after the first optimizer step whose loss is not finite. Under DDP
+    the ranks agree first (``reduce_boolean_decision``), so every rank stops at the same step."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if not isinstance(loss, torch.Tensor):
+            return
+        bad = not bool(torch.isfinite(loss.detach()).all())
+        if trainer.world_size > 1:
+            bad = trainer.strategy.reduce_boolean_decision(bad, all=False)
+        if bad:
+            raise NonFiniteLossError(f"non-finite training loss ({float(loss.detach().float()):g}) at step "
+                                     f"{trainer.global_step} (epoch {trainer.current_epoch}, batch {batch_idx})")
+
+
+class SaveOnInterrupt(Callback):
+    """Write ``last.ckpt`` when training stops on Ctrl-C, so the same command resumes mid-run. (Not on
+    other errors: a failed run is retried from scratch. Lightning's ``OnExceptionCheckpoint`` would make
+    every fresh ``fit`` ask for ``ckpt_path='last'`` and warn.)"""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt):
+            trainer.save_checkpoint(self.path)
+
+
+class _KeepingWriter(ExperimentWriter):
+    """Lightning's CSV writer, but an existing ``metrics.csv`` is kept (rows with ``step < keep_below``)
+    instead of deleted, and appended to."""
+
+    def __init__(self, log_dir: str, keep_below: int | None):
+        self._keep_below = keep_below
+        super().__init__(log_dir)
+
+    def _check_log_dir_exists(self) -> None:
+        path = self.metrics_file_path
+        if not os.path.isfile(path):
+            return
+        if self._keep_below is None:  # a fresh start: the old log belongs to nothing
+            os.remove(path)
+            return
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            header = list(reader.fieldnames or [])
+            rows = [r for r in reader if r.get("step") not in (None, "") and float(r["step"]) < self._keep_below]
+        tmp = path + ".tmp"
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=header)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
+        self.metrics_keys = header
+
+
+class ResumableCSVLogger(CSVLogger):
+    """``CSVLogger(run_dir, name="logs", version="")`` that continues the log of a resumed run: rows of
+    steps before ``resume_step`` are kept, later ones (redone after the checkpoint) are dropped."""
+
+    def __init__(self, save_dir: Path, resume_step: int | None):
+        super().__init__(save_dir, name="logs", version="")
+        self._resume_step = resume_step
+
+    @property
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _KeepingWriter(self.log_dir, self._resume_step)
+        return self._experiment
+
+
+class ResumeState(Callback):
+    """Saved in every checkpoint: the epoch and batches done (for ``ResumableSampler``), torch's CPU and
+    CUDA generator states, and the wall time of earlier attempts. Also keeps ``attempts.json`` in the run
+    directory: one entry per attempt (start time, step it started from, seconds), updated at every
+    checkpoint and at the end.
+
+    ``datamodule`` must have ``resume_at(epoch, batches)`` (``ImageClassificationDataModule``)."""
+
+    def __init__(self, datamodule, run_dir: Path, resumed_from_step: int | None):
+        self.dm = datamodule
+        self.path = Path(run_dir) / ATTEMPTS
+        self.position = (0, 0)
+        self._t0 = time.time()
+        earlier = json.loads(self.path.read_text()) if resumed_from_step is not None and self.path.exists() else []
+        self.attempts = earlier + [{"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                    "from_step": resumed_from_step or 0, "seconds": 0.0, "end": "running"}]
+        self._write()
+
+    @property
+    def state_key(self) -> str:
+        return "ResumeState"
+
+    def earlier_seconds(self) -> float:
+        """Wall seconds of the attempts before this one."""
+        return sum(a["seconds"] for a in self.attempts[:-1])
+
+    def finish(self, end: str) -> None:
+        """Close this attempt's entry (``finished``, ``failed``, ``interrupted``)."""
+        self.attempts[-1].update(seconds=round(time.time() - self._t0, 1), end=end)
+        self._write()
+
+    def _write(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.attempts, indent=1))
+        os.replace(tmp, self.path)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.position = (trainer.current_epoch, batch_idx + 1)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.position = (trainer.current_epoch + 1, 0)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        for logger in trainer.loggers:  # every step logged before this checkpoint is on disk with it
+            logger.save()
+        self.attempts[-1]["seconds"] = round(time.time() - self._t0, 1)
+        if trainer.is_global_zero:
+            self._write()
+
+    def state_dict(self) -> dict[str, Any]:
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+        return {"epoch": self.position[0], "batches": self.position[1], "torch_rng": torch.get_rng_state(),
+                "cuda_rng": cuda}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.position = (int(state["epoch"]), int(state["batches"]))
+        self.dm.resume_at(*self.position)
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def _readable(path: Path) -> str | None:
+    """None if ``path`` is a complete Lightning checkpoint with finite weights, else what is wrong."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, not a checkpoint, ...
+        return f"unreadable ({' '.join(str(e).split())[:120]})"
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "loops" not in ckpt:
+        return "not a training checkpoint of Lightning (no state_dict or loop state)"
+    bad = [k for k, v in ckpt["state_dict"].items() if torch.is_tensor(v) and v.is_floating_point()
+           and not bool(torch.isfinite(v).all())]
+    if bad:
+        return f"holds non-finite weights ({bad[0]})"
+    return None
+
+
+def find_resume_checkpoint(run_dir: Path, warn: Callable[[str], None] = print,
+                           set_aside: bool = True) -> tuple[Path, int] | None:
+    """The newest usable checkpoint of a run and its global step: ``checkpoints/last.ckpt`` or a SLURM
+    ``hpc_ckpt_<n>.ckpt``. A truncated, unreadable or non-finite one is renamed ``<name>.corrupt`` (with
+    ``set_aside``: global rank 0 only) and ``warn`` says so, naming the file; the next is tried. None when
+    none is left (a fresh start)."""
+    candidates = [run_dir / "checkpoints" / LAST, *run_dir.glob("hpc_ckpt_*.ckpt")]
+    for path in sorted((p for p in candidates if p.is_file()), key=lambda p: p.stat().st_mtime, reverse=True):
+        problem = _readable(path)
+        if problem is None:
+            step = int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+            return path, step
+        if set_aside:
+            aside = path.with_name(path.name + ".corrupt")
+            os.replace(path, aside)
+            warn(f"warning: checkpoint {path} {problem}; set aside as {aside.name}; the run restarts from an "
+                 f"older checkpoint or from scratch")
+    return None
+
+
+def clear_checkpoints(run_dir: Path) -> None:
+    """Remove a run's checkpoints (before a retry from scratch)."""
+    for path in [*(run_dir / "checkpoints").glob("*.ckpt"), *run_dir.glob("hpc_ckpt_*.ckpt")]:
+        path.unlink()
+
+
+def build_trainer(trainer_kwargs: dict[str, Any], run_dir: Path, datamodule, checkpoint: CheckpointConfig,
+                  resumed_from_step: int | None, extra_callbacks: list[Callback] = (),
+                  tensorboard: bool = False) -> tuple[L.Trainer, ResumeState]:
+    """A Trainer for a run directory with the policy of the module docstring; returns it and its
+    ``ResumeState``. ``trainer_kwargs`` are the run's ``trainer`` section. ``tensorboard`` adds
+    Lightning's TensorBoard logger (``logs/tensorboard``) beside the CSV one."""
+    state = ResumeState(datamodule, run_dir, resumed_from_step)
+    loggers = [ResumableCSVLogger(run_dir, resumed_from_step)]
+    if tensorboard:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(run_dir / "logs", name="tensorboard", version=""))
+    plugins = [SLURMEnvironment(auto_requeue=True)] if SLURMEnvironment.detect() else []
+    kwargs = dict(trainer_kwargs)
+    kwargs.setdefault("enable_progress_bar", _interactive())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*exists and is not empty.*")
+        trainer = L.Trainer(default_root_dir=run_dir, logger=loggers, plugins=plugins,
+                            callbacks=[*checkpoint.callbacks(run_dir / "checkpoints"), state, StopOnNonFiniteLoss(),
+                                       LearningRateMonitor(logging_interval="step"), *extra_callbacks],
+                            **kwargs)
+    return trainer, state
+
+
+def _interactive() -> bool:
+    """Lightning's progress bar only on a terminal, never in CI."""
+    import sys
+
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+__all__ = ["CheckpointConfig", "NonFiniteLossError", "StopOnNonFiniteLoss", "ResumableCSVLogger", "ResumeState",
+           "find_resume_checkpoint", "clear_checkpoints", "SaveOnInterrupt", "build_trainer", "LAST", "ATTEMPTS"]
