@@ -1,0 +1,113 @@
+"""Migrate a results folder written before per-run records (one appended ``runs.csv``) to the current layout.
+
+``python -m vitrepro.experiments.migrate results/data_size_scaling [--rename OLD=NEW ...]``
+
+For each row of the legacy ``runs.csv`` the row's own command is expanded again with the current code
+(its data opened, so the run id names the data by content); the row is matched to the run of its grid
+cell, its directory renamed to the new run id, a ``record.json`` written (status ``finished``; the row's
+metrics and provenance as they were measured) and ``config.yaml`` rewritten with the resolved config.
+Paths of renamed run directories in a command (``--init.checkpoint=.../runs/OLD``) are rewritten, with
+the renames this migration made and those given by ``--rename`` (from migrating another experiment
+first). ``runs.csv`` is then rebuilt from the records. Prints ``OLD -> NEW`` per run. Nothing is
+trained. Raises ``ValueError`` naming a row that matches no run of its command.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from .records import LEAD_COLUMNS, write_record, write_table
+
+PROVENANCE = ("wall_s", "hardware", "devices", "precision", "data", "command", "vitrepro", "torch", "finished_at",
+              "resumed")
+
+
+def _expand(command: str):
+    """The runs a legacy row's command stands for, with their data opened (non-strict)."""
+    from ..cli import _build_parser, _open_data, _resolve_roots_and_placeholders, parse_overrides
+    from .spec import Experiment
+
+    argv = shlex.split(command)[1:]
+    args, extra = _build_parser().parse_known_args(argv)
+    args.dry_run = True
+    exp = Experiment(args.config)
+    runs = exp.expand(args.scale, parse_overrides(extra))
+    if args.cell:
+        runs = [runs[i] for i in dict.fromkeys(args.cell)]
+    _resolve_roots_and_placeholders(runs, args, exp)
+    _open_data(runs, exp, strict=False)
+    return runs
+
+
+def _matches(run, row: pd.Series, renames: dict[str, str]) -> bool:
+    for k, v in run.cell.items():
+        have = row.get(k)
+        if isinstance(v, dict):
+            v = v.get("name")
+        elif k.endswith(("checkpoint", "root")) and v:
+            v, have = Path(str(v)).name, renames.get(Path(str(have)).name, Path(str(have)).name)
+        if str(v) != str(have):
+            return False
+    return int(row["seed"]) == int(run.config["seed"])
+
+
+def _replace_all(text: str, renames: dict[str, str]) -> str:
+    for old, new in renames.items():
+        text = text.replace(old, new)
+    return text
+
+
+def migrate(exp_dir: Path, renames: dict[str, str] | None = None, log=print) -> dict[str, str]:
+    """Migrate ``exp_dir`` (see the module docstring); return ``{old run id: new run id}``."""
+    exp_dir = Path(exp_dir)
+    legacy = pd.read_csv(exp_dir / "runs.csv", keep_default_na=False, na_values=[""])
+    if "status" in legacy.columns:
+        raise ValueError(f"{exp_dir / 'runs.csv'} is already derived from run records; nothing to migrate")
+    renames = dict(renames or {})
+    done: dict[str, str] = {}
+    for command, rows in legacy.groupby("command", sort=False):
+        command = _replace_all(command, renames)
+        runs = _expand(command)
+        for _, row in rows.iterrows():
+            match = [r for r in runs if _matches(r, row, renames)]
+            if len(match) != 1:
+                raise ValueError(f"{exp_dir}: row {row['run_id']} matches {len(match)} runs of `{command}`")
+            run = match[0]
+            old_dir, new_dir = exp_dir / "runs" / row["run_id"], exp_dir / "runs" / run.run_id
+            if old_dir != new_dir:
+                os.replace(old_dir, new_dir)
+            cell_keys = set(run.cell)
+            values = {k: (None if pd.isna(v) else v) for k, v in row.items()}
+            provenance = {k: values[k] for k in PROVENANCE if k in values}
+            provenance["command"] = command
+            metrics = {k: (_replace_all(v, renames) if isinstance(v, str) else v) for k, v in values.items()
+                       if k not in cell_keys and k not in PROVENANCE and k not in LEAD_COLUMNS}
+            write_record(new_dir, {"run_id": run.run_id, "experiment": run.experiment, "task": run.task,
+                                   "status": "finished", "scale": run.scale, "cell": run.cell, "metrics": metrics,
+                                   "provenance": provenance, "error": None})
+            (new_dir / "config.yaml").write_text(yaml.safe_dump(
+                {"run_id": run.run_id, "task": run.task, "command": command, "scale": run.scale, "cell": run.cell,
+                 "config": run.config}, sort_keys=False))
+            done[row["run_id"]] = run.run_id
+            log(f"{row['run_id']} -> {run.run_id}")
+    write_table(exp_dir)
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m vitrepro.experiments.migrate", description=__doc__.split("\n\n")[0])
+    p.add_argument("exp_dir", help="an experiment's results folder holding a legacy runs.csv")
+    p.add_argument("--rename", action="append", default=[], help="OLD=NEW run-directory renames to apply to commands")
+    args = p.parse_args(argv)
+    migrate(Path(args.exp_dir), dict(r.split("=", 1) for r in args.rename))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
