@@ -17,8 +17,8 @@ from timm.models import vision_transformer as timm_vit
 from timm.models.vision_transformer_hybrid import _resnetv2
 
 from vitrepro.models import create_model
-from vitrepro.models.convert import (CheckpointKeyError, load_npz, load_timm_state_dict, save_npz, to_npz_dict,
-                                     vitrepro_to_timm)
+from vitrepro.models.checkpoint import CheckpointKeyError, load_npz, load_timm_state_dict, save_npz, to_npz_dict
+from vitrepro.models.convert import vitrepro_to_timm
 
 PARITY_ATOL = 1e-4
 

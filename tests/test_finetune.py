@@ -12,7 +12,8 @@ from lightning.pytorch.loggers import CSVLogger
 from vitrepro.data import ImageClassificationDataModule
 from vitrepro.evaluation.fewshot_callback import FewShotCallback
 from vitrepro.models import create_model, resample_posemb_grid
-from vitrepro.models.convert import save_npz, vitrepro_to_timm
+from vitrepro.models.checkpoint import save_npz
+from vitrepro.models.convert import vitrepro_to_timm
 from vitrepro.tasks import (CheckpointMismatchError, ClassificationTask, FinetuneConfig, FinetuneTask, OptimConfig,
                             load_pretrained)
 

@@ -163,8 +163,12 @@ def test_fewshot_command_reproduces_a_runs_numbers_and_refuses_a_wrong_checkpoin
     assert main(["fewshot", "--model", "ViT-Ti/4", "--checkpoint", str(ckpt)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "ViT-Ti/4" in err and "width 192" in err and "width 128" in err
+    capsys.readouterr()
+    assert main(["fewshot", str(ckpt)]) == 0  # the checkpoint names its model: no --model needed
+    out = capsys.readouterr().out
+    assert out.startswith("ViT-C/4 ") and f"{100 * row['fewshot_5']:.2f}%" in out
     assert main(["fewshot"]) == 2
-    assert "give either a run directory or --model NAME" in capsys.readouterr().err
+    assert "give a run directory or a checkpoint file, or --model NAME" in capsys.readouterr().err
 
 
 def test_a_bit_resnet_trains_and_evaluates_through_the_runner(tmp_path):

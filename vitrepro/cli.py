@@ -6,6 +6,7 @@
   vitrepro report experiments/pos_emb_ablation.yaml [--scale S] [--results-dir DIR]
   vitrepro collect experiments/pos_emb_ablation.yaml [--results-dir DIR]
   vitrepro fewshot results/pos_emb_ablation/runs/<run_id> [--data-root DIR] [--shots 1,5,10,25]
+  vitrepro fewshot path/to/last.ckpt [--data-root DIR]         (our checkpoints name their model)
   vitrepro fewshot --model ViT-B/16 --checkpoint weights.npz --data-root DIR [--model.<field>=<value>]
   vitrepro models [PATTERN]
 
@@ -85,8 +86,10 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cell", type=_cells, help="run only these grid cells, 0-based, e.g. 0,3 (a job array "
                      "can give each job one cell; all write to the same runs.csv)")
     fs = sub.add_parser("fewshot", help="few-shot linear accuracy of a run's checkpoint or of outside weights")
-    fs.add_argument("run", nargs="?", help="a run directory of `vitrepro run` (config.yaml + checkpoints/last.ckpt)")
-    fs.add_argument("--model", help="a registered model name, with --checkpoint, instead of a run directory")
+    fs.add_argument("run", nargs="?", help="a run directory of `vitrepro run` (config.yaml + checkpoints/last.ckpt) "
+                    "or a .ckpt of ours (it names its model)")
+    fs.add_argument("--model", help="a registered model name, for a checkpoint that does not name its model "
+                    "(timm, .npz) or for a random initialization")
     fs.add_argument("--checkpoint", help="our .ckpt, a timm state_dict (.pth/.bin/.safetensors) or a Google .npz")
     fs.add_argument("--data-root", help=f"data set root (default ${DATA_ROOT_ENV}; none = bundled sample)")
     fs.add_argument("--dataset", help="cifar10, cifar100, imagefolder, imagenet (default: the run's, or cifar10)")
@@ -270,14 +273,28 @@ def cmd_fewshot(args, extra: list[str]) -> int:
     from .evaluation.fewshot_checkpoint import fewshot_of_checkpoint, resolve_run
     from .models import model_defaults
 
-    if bool(args.run) == bool(args.model):
-        raise ValueError("fewshot: give either a run directory or --model NAME (with --checkpoint PATH)")
-    if args.run:
+    from .models import checkpoint_model_spec
+
+    if not (args.run or args.checkpoint or args.model):
+        raise ValueError("fewshot: give a run directory or a checkpoint file, or --model NAME (with --checkpoint PATH)")
+    if args.run and args.checkpoint:
+        raise ValueError("fewshot: give a run directory or checkpoint file, or --checkpoint PATH, not both")
+    if args.run and Path(args.run).is_dir():
         model, data, ckpt = resolve_run(args.run)
         data = {k: v for k, v in data.items() if k in ("dataset", "root", "img_size", "seed", "num_workers")}
     else:
-        model, ckpt = {"name": args.model}, args.checkpoint
-        data = {"img_size": model_defaults(args.model)["img_size"]}
+        ckpt = args.run or args.checkpoint
+        if ckpt and not Path(ckpt).is_file():
+            raise FileNotFoundError(f"fewshot: {ckpt} is neither a run directory nor a checkpoint file")
+        spec = checkpoint_model_spec(ckpt) if ckpt else None
+        if args.model:
+            model = {"name": args.model}
+        elif spec:  # our checkpoints say which model they hold
+            model = spec
+        else:
+            raise ValueError(f"fewshot: {ckpt or 'no checkpoint'}: name the model with --model NAME (a timm, .npz or "
+                             f"older checkpoint does not say which model it holds)")
+        data = {"img_size": model.get("img_size") or model_defaults(model["name"])["img_size"]}
     for key, value in parse_overrides(extra).items():
         section, _, field = key.partition(".")
         if section != "model":

@@ -20,14 +20,19 @@ from .fewshot import DEFAULT_L2_REG, evaluate_fewshot, extract_features
 def resolve_run(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any], Path]:
     """(model config, data config, checkpoint path) of a run directory written by the runner.
 
-    Raises ``FileNotFoundError`` naming the missing ``config.yaml`` or ``checkpoints/last.ckpt``.
+    Raises ``FileNotFoundError`` naming the missing ``config.yaml`` (not a run directory), or the missing
+    ``checkpoints/last.ckpt`` with the command that writes it (checkpoints are not committed).
     """
     run_dir = Path(run_dir)
     cfg_path, ckpt = run_dir / "config.yaml", run_dir / "checkpoints" / "last.ckpt"
-    for p in (cfg_path, ckpt):
-        if not p.exists():
-            raise FileNotFoundError(f"{p}: not found; expected a run directory written by `vitrepro run`")
-    cfg = yaml.safe_load(cfg_path.read_text())["config"]
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"{run_dir}: no config.yaml; expected a run directory written by `vitrepro run` "
+                                f"(results/<experiment>/runs/<run_id>) or a checkpoint file")
+    saved = yaml.safe_load(cfg_path.read_text())
+    if not ckpt.exists():
+        raise FileNotFoundError(f"{ckpt} not found: checkpoints are not committed; `{saved.get('command', 'vitrepro run')}` "
+                                f"writes it (add --results-dir {run_dir.parents[2]} to write it here)")
+    cfg = saved["config"]
     return dict(cfg["model"]), dict(cfg["data"]), ckpt
 
 
@@ -42,7 +47,8 @@ def fewshot_of_checkpoint(model: dict[str, Any], checkpoint: str | Path | None, 
     """
     dm = ImageClassificationDataModule(**data)
     dm.setup()
-    fields = dict(model)
+    # the head is replaced; the resolution is the data's (a checkpoint at another one is resampled)
+    fields = {k: v for k, v in model.items() if k not in ("num_classes", "img_size")}
     net = load_pretrained(fields.pop("name"), checkpoint, num_classes=dm.num_classes, img_size=dm.img_size, **fields)
     feats, labels = extract_features(net.eval(), dm.test_set, batch_size=batch_size)
     return evaluate_fewshot(net, dm.fewshot_pool(), dm.fewshot_pool_labels(), feats, labels, dm.num_classes,

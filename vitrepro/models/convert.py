@@ -1,9 +1,9 @@
-"""Weights in and out: timm state_dicts and Google's ``.npz`` checkpoints, for every model family.
+"""The key tables between our parameter names and the other layouts, for every model family (the reading
+and writing itself is in ``checkpoint.py``).
 
-- ``load_timm_state_dict(model, sd)``: a timm ``state_dict`` of the matching architecture
-  (``vit_*_patch*``, ``resnetv2_*_bit``, ``vit_*_r50_*``) into our model; ``timm_to_vitrepro`` /
-  ``vitrepro_to_timm`` are the key mappings.
-- ``load_npz(model, path_or_dict)`` / ``save_npz(model, path)``: Google's checkpoint layouts, flat
+- timm: ``timm_to_vitrepro`` / ``vitrepro_to_timm`` map a ``state_dict`` of the matching architecture
+  (``vit_*_patch*``, ``resnetv2_*_bit``, ``vit_*_r50_*``) to and from our names.
+- Google's checkpoint layouts (``_spec``: one entry per parameter of ours), flat
   ``/``-joined keys, kernels HWIO (convs) and (in, out) (dense):
 
   - ``vit_jax`` (google-research/vision_transformer ``models_vit.py``, ``models_resnet.py``): ViT and
@@ -131,72 +131,6 @@ def vitrepro_to_timm(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.
     if _is_timm_bit(state_dict):
         return dict(state_dict)
     return {_rename(k, _OURS_VIT_RULES): v for k, v in state_dict.items()}
-
-
-def load_timm_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], img_size: int | None = None,
-                         interpolation: str = "bilinear", align_corners: bool = True, skip_head: bool = False) -> None:
-    """Load a timm state_dict of the same architecture into ``model`` (any family), strictly.
-
-    Raises ``CheckpointKeyError`` naming missing/unexpected keys (in timm's names, with ours), ``ValueError``
-    for a shape mismatch other than a position embedding at another resolution (resampled).
-    """
-    bit = _is_timm_bit(state_dict)
-    to_timm = (lambda k: k) if bit else (lambda k: _rename(k, _OURS_VIT_RULES))  # noqa: E731
-    load_state_dict_strict(model, timm_to_vitrepro(state_dict), "timm state_dict", img_size, interpolation, align_corners,
-                    skip_head, ours_to_source=to_timm)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The common strict load, with position-embedding resampling
-# ---------------------------------------------------------------------------------------------------------
-
-def load_state_dict_strict(model: nn.Module, sd: dict[str, torch.Tensor], what: str, img_size: int | None,
-                           interpolation: str, align_corners: bool, skip_head: bool,
-                           ours_to_source: Callable[[str], str] = lambda k: k) -> None:
-    """Load a state_dict already in our names into ``model``, strictly, resampling position embeddings of
-    another grid (and all of them to ``img_size`` when given). ``what`` names the source and
-    ``ours_to_source`` its keys in errors. Raises ``CheckpointKeyError`` (missing/unexpected keys) or
-    ``ValueError`` (a shape mismatch that is not a position embedding)."""
-    if img_size is not None:
-        model.set_input_size(img_size, interpolation=interpolation, align_corners=align_corners)
-    target = model.state_dict()
-    is_head = lambda k: k.startswith("head.")  # noqa: E731
-    if skip_head:
-        sd = {k: v for k, v in sd.items() if not is_head(k)}
-        target = {k: v for k, v in target.items() if not is_head(k)}
-    missing = [k for k in target if k not in sd]
-    unexpected = [k for k in sd if k not in target]
-    if missing or unexpected:
-        def src(k):
-            s = ours_to_source(k)
-            return k if s == k else f"{s} (ours: {k})"
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {_name_keys(src(k) for k in missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {_name_keys(src(k) for k in unexpected)}")
-        raise CheckpointKeyError(f"{what} does not match {type(model).__name__}: " + "; ".join(parts))
-    out = {}
-    for k, v in sd.items():
-        want = target[k].shape
-        if v.shape != want:
-            v = _resample_posemb_entry(model, k, v, want, interpolation, align_corners)
-            if v is None:
-                raise ValueError(f"{what}: shape of {k} is {tuple(sd[k].shape)}, the model's is {tuple(want)}")
-        out[k] = v.to(target[k].dtype)
-    if skip_head:  # keep the model's own head
-        out.update({k: v for k, v in model.state_dict().items() if is_head(k)})
-    model.load_state_dict(out, strict=True)
-
-
-def _resample_posemb_entry(model, key, v, want, interpolation, align_corners):
-    """A checkpoint position embedding at another grid, resampled to the model's; None if not one."""
-    cfg = getattr(model, "cfg", None)
-    if key.endswith("pos_embedding") and v.ndim == 3 and v.shape[-1] == want[-1]:
-        return resample_posemb_grid(v, cfg.grid_size, cfg.num_prefix_tokens, interpolation, align_corners)
-    if key.endswith(("pos_embedding_x", "pos_embedding_y")) and v.ndim == 2 and v.shape[1] == want[1]:
-        return resample_posemb_1d(v, want[0], interpolation, align_corners)
-    return None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -378,86 +312,4 @@ def _detect(model: nn.Module, w: Mapping[str, Any]) -> tuple[str, str, bool]:
     return ("big_vision" if big_vision else "vit_jax"), prefix, scanned
 
 
-def load_npz(model: nn.Module, path_or_dict: str | os.PathLike | Mapping[str, np.ndarray], img_size: int | None = None,
-             interpolation: str = "bilinear", align_corners: bool = True, skip_head: bool = False) -> str:
-    """Load a Google ``.npz`` checkpoint (a path, or a mapping of names to arrays) into ``model``.
-
-    The layout (vit_jax, big_vision with or without ``params/``/``opt/target/`` prefix and scanned blocks,
-    big_transfer for a pre-activation BiT) is detected from the keys; returns it. Entries outside the
-    detected prefix (optimizer state) are ignored; every entry under it must be used. Raises
-    ``CheckpointKeyError`` naming missing and unexpected keys, ``ValueError`` for a shape mismatch (a
-    position embedding at another grid is resampled, see the module docstring).
-    """
-    if isinstance(path_or_dict, (str, os.PathLike)):
-        with np.load(path_or_dict, allow_pickle=False) as f:
-            w = {k: f[k] for k in f.files}
-    else:
-        w = path_or_dict
-    layout, prefix, scanned = _detect(model, w)
-    spec = _spec(model, layout, prefix, scanned)
-    if skip_head:
-        spec = [e for e in spec if not e[0].startswith("head.")]
-    sd, used, missing = {}, set(), []
-    for ours, keys, fin, _ in spec:
-        absent = [k for k in keys if k not in w]
-        used.update(k for k in keys if k in w)
-        if absent:
-            missing.append(f"{', '.join(absent)} (ours: {ours})")
-            continue
-        sd[ours] = fin(*(np.asarray(w[k]) for k in keys))
-    ignored = ("head/",) if skip_head else ()
-    unexpected = [k for k in w.keys() if k.startswith(prefix) and k not in used
-                  and not k[len(prefix):].startswith(ignored)]
-    covered = {e[0] for e in spec}
-    target = model.state_dict()
-    uncovered = [k for k in target if k not in covered and not (skip_head and k.startswith("head."))]
-    if missing or unexpected or uncovered:
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {_name_keys(missing)}")
-        if uncovered:
-            parts.append(f"parameters the {layout} layout has no key for: {_name_keys(uncovered)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {_name_keys(unexpected)}")
-        raise CheckpointKeyError(f"{layout} .npz does not match {type(model).__name__}: " + "; ".join(parts))
-    load_state_dict_strict(model, sd, f"{layout} .npz", img_size, interpolation, align_corners, skip_head)
-    return layout
-
-
-def to_npz_dict(model: nn.Module, layout: str | None = None) -> dict[str, np.ndarray]:
-    """Our weights as a flat dict of float32 arrays in ``layout`` (default: vit_jax for a ViT or hybrid,
-    big_transfer for a pre-activation BiT, big_vision for a post-activation one).
-
-    Raises ``ValueError`` for a parameter the layout has no place for (e.g. ``posemb='learned_2d'`` or
-    ``'relative'``, ``every_layer`` placements). In the big_vision layout the class token's position
-    embedding is folded into ``cls`` (the sum is what the encoder sees), so the forward is unchanged.
-    """
-    if layout is None:
-        layout = ("vit_jax" if isinstance(model, VisionTransformer)
-                  else "big_transfer" if model.cfg.preact else "big_vision")
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout={layout!r} is not one of {', '.join(LAYOUTS)}")
-    spec = _spec(model, layout)
-    sd = model.state_dict()
-    uncovered = [k for k in sd if k not in {e[0] for e in spec}]
-    if uncovered:
-        raise ValueError(f"the {layout} layout has no place for {_name_keys(uncovered)} "
-                         f"(only learned_1d or no position embedding, added at the stem)")
-    out = {}
-    for ours, keys, _, fout in spec:
-        for k, a in zip(keys, fout(sd[ours])):
-            out[k] = np.ascontiguousarray(a, dtype=np.float32)
-    if layout == "big_vision" and isinstance(model, VisionTransformer) and model.cls is not None \
-            and "pos_embedding" in out:
-        out["cls"] = out["cls"] + _arr(sd["transformer.posembed_input.pos_embedding"][:, :1])
-    return out
-
-
-def save_npz(model: nn.Module, path: str | os.PathLike, layout: str | None = None) -> None:
-    """Write ``to_npz_dict(model, layout)`` with ``np.savez`` (the format of the released checkpoints,
-    readable by ``load_npz`` and by timm's ``_load_weights``)."""
-    np.savez(path, **to_npz_dict(model, layout))
-
-
-__all__ = ["CheckpointKeyError", "LAYOUTS", "timm_to_vitrepro", "vitrepro_to_timm", "load_timm_state_dict",
-           "load_npz", "save_npz", "to_npz_dict"]
+__all__ = ["CheckpointKeyError", "LAYOUTS", "timm_to_vitrepro", "vitrepro_to_timm"]

@@ -154,4 +154,6 @@ def create_model(name: str, num_classes: int | None = None, img_size: int | None
     """
     builder, _ = _lookup(name)
     cfg = model_config(name, num_classes=num_classes, img_size=img_size, **overrides)
-    return builder(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})
+    model = builder(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})
+    model.registry_name = name  # with model.cfg, what a checkpoint records (checkpoint.model_spec)
+    return model

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 import torchmetrics
 
+from ..models.checkpoint import MODEL_KEY, model_spec
 from .optim import SCHEDULES, build_optimizer, kernel_param_groups, warmup_decay  # noqa: F401 (re-exported)
 
 LOSSES = ("softmax_xent", "sigmoid_xent")
@@ -43,6 +44,14 @@ class OptimConfig:
             raise ValueError(f"loss={self.loss!r} is not one of {', '.join(LOSSES)}")
 
 
+def record_model(model: torch.nn.Module, checkpoint: dict) -> None:
+    """Put the model's description (registry name and architecture fields) into a Lightning checkpoint,
+    so that the checkpoint alone rebuilds it (``vitrepro.models.model_from_checkpoint``)."""
+    spec = model_spec(model)
+    if spec is not None:
+        checkpoint[MODEL_KEY] = spec
+
+
 def _accuracy(num_classes: int) -> torchmetrics.Accuracy:
     """Top-1 accuracy whose running state is saved in checkpoints (an epoch resumed mid-way reports the
     accuracy of the whole epoch)."""
@@ -65,6 +74,9 @@ class SupervisedTask(L.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        record_model(self.model, checkpoint)
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -29,6 +29,7 @@ from torch import nn
 
 from ..models.hybrid import HybridVisionTransformer
 from ..models.vit import VisionTransformer
+from .classification import record_model
 from .optim import SCHEDULES, build_optimizer, warmup_decay  # noqa: F401
 
 NUM_COLORS = 512  # 3 bits per channel
@@ -183,6 +184,9 @@ class MaskedPatchPredictionTask(L.LightningModule):
         self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=sync)
         self.log(f"{stage}/acc", acc, sync_dist=sync)
         return loss
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        record_model(self.model, checkpoint)
 
     def training_step(self, batch, batch_idx):
         return self._step(batch[0], "train", None)
