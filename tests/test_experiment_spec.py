@@ -74,6 +74,7 @@ def test_parse_overrides():
 
 def write_variant(tmp_path: Path, edit) -> Path:
     raw = yaml.safe_load(POS_EMB.read_text())
+    raw["report"]["paper"] = str(POS_EMB.parent.parent / "results" / "paper" / "table8_pos_emb.csv")
     edit(raw)
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))

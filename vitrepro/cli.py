@@ -162,6 +162,8 @@ def _open_data(runs, exp, strict: bool = True) -> None:
     seen: dict[str, tuple[str, int, int] | None] = {}
     checked: set[str] = set()
     for r in runs:
+        if "name" not in r.config["model"]:  # the model is the one init.checkpoint names
+            _model_from_checkpoint(r, exp, strict)
         def refuse(key: str, e: Exception):
             raise ExperimentError(f"{exp.path}: scale {r.scale}: key '{key}': {' '.join(str(e).split())}") from None
 
@@ -199,6 +201,28 @@ def _open_data(runs, exp, strict: bool = True) -> None:
                     pretrained_model(r.config, num_classes, img_size)
                 except (ValueError, FileNotFoundError) as e:
                     refuse("init.checkpoint", e)
+
+
+def _model_from_checkpoint(run, exp, strict: bool) -> None:
+    """Fill ``model`` of a run that names none from its ``init.checkpoint`` (our checkpoints record the
+    model's name and architecture fields, ``vitrepro.models.checkpoint``)."""
+    from .experiments.spec import ExperimentError
+    from .experiments.stages import init_checkpoint
+    from .models import checkpoint_model_spec
+
+    try:
+        spec = checkpoint_model_spec(init_checkpoint(run.config))
+    except FileNotFoundError as e:
+        if not strict:
+            return
+        raise ExperimentError(f"{exp.path}: scale {run.scale}: key 'init.checkpoint': {' '.join(str(e).split())}") from None
+    if spec is None:
+        if not strict:
+            return
+        raise ExperimentError(f"{exp.path}: scale {run.scale}: key 'model.name' is required: "
+                              f"{run.config['init']['checkpoint']} does not say which model it holds (a timm, .npz or "
+                              f"older checkpoint)")
+    run.config["model"] = {k: v for k, v in spec.items() if k not in ("num_classes", "img_size")}
 
 
 def cmd_run(args, extra: list[str], argv: list[str]) -> int:

@@ -190,12 +190,14 @@ def validate_run_config(cfg: dict, where: str, task: str = "pretrain") -> dict:
         raise ExperimentError(f"{where}: unknown key {unknown[0]!r} for task {task!r}: allowed are "
                               f"{', '.join(protocol.sections)}")
     model = dict(cfg.get("model") or {})
-    if "name" not in model:
+    from_checkpoint = "init" in protocol.sections and bool((cfg.get("init") or {}).get("checkpoint"))
+    if "name" not in model and not from_checkpoint:
         raise ExperimentError(f"{where}: key 'model.name' is required (e.g. ViT-B/16, ViT-C/4)")
-    try:
-        model_config(model.pop("name"), **{k: v for k, v in model.items() if k not in ("num_classes",)})
-    except (ValueError, TypeError) as e:
-        raise ExperimentError(f"{where}: key 'model': {_one_line(e)}") from None
+    if "name" in model:  # without a name the model is the one init.checkpoint names (filled in when it is opened)
+        try:
+            model_config(model.pop("name"), **{k: v for k, v in model.items() if k not in ("num_classes",)})
+        except (ValueError, TypeError) as e:
+            raise ExperimentError(f"{where}: key 'model': {_one_line(e)}") from None
     trainer = dict(cfg.get("trainer") or {})
     _check_trainer(trainer, where)
     seed = cfg.get("seed", 0)
@@ -242,7 +244,7 @@ def validate_run_config(cfg: dict, where: str, task: str = "pretrain") -> dict:
                 cls(**parsed[key].as_dict())
             except ValueError as e:
                 raise ExperimentError(f"{where}: key '{key}': {_one_line(e)}") from None
-    resolved = {"model": dict(cfg["model"]), **out, "trainer": trainer, "seed": seed}
+    resolved = {"model": dict(cfg.get("model") or {}), **out, "trainer": trainer, "seed": seed}
     if "mpp" in present:
         resolved["mpp"] = parsed["mpp"].as_dict()
         resolved["mpp"]["probs"] = list(resolved["mpp"]["probs"])
@@ -297,6 +299,9 @@ class Experiment:
         if self.report is not None and (not isinstance(self.report, dict) or self.report.get("kind") not in REPORT_KINDS):
             kind = self.report.get("kind") if isinstance(self.report, dict) else self.report
             raise ExperimentError(f"{self.path}: key 'report.kind': {kind!r} is not one of {', '.join(REPORT_KINDS)}")
+        if self.report and self.report.get("paper") and not (self.path.parent / self.report["paper"]).is_file():
+            raise ExperimentError(f"{self.path}: key 'report.paper': {self.report['paper']} not found (a path "
+                                  f"relative to the experiment file, e.g. ../results/paper/table8_pos_emb.csv)")
         self.base: dict = raw["base"]
         self.grid: list[dict] = raw.get("grid") or [{}]
         self.scales: dict[str, dict] = raw["scales"]

@@ -23,6 +23,7 @@ from ..models import create_model
 from ..tasks import FinetuneConfig, FinetuneTask, load_pretrained
 from ..tasks.sweep import sweep_in_lockstep
 from .sections import FINETUNE_FIELDS, FINETUNE_TRAINER_CARRY
+from .training import interactive
 
 
 def init_checkpoint(cfg: dict[str, Any]) -> Path | None:
@@ -70,6 +71,7 @@ def finetune_trainer_kwargs(cfg: dict[str, Any], ft: dict[str, Any], config: Fin
     kw = {k: v for k, v in cfg["trainer"].items() if k in FINETUNE_TRAINER_CARRY}
     kw.update(ft["trainer"])
     kw.update(config.trainer_kwargs())
+    kw.setdefault("enable_progress_bar", interactive())
     return kw
 
 

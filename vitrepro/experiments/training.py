@@ -250,11 +250,6 @@ def find_resume_checkpoint(run_dir: Path, warn: Callable[[str], None] = print,
     return None
 
 
-def clear_checkpoints(run_dir: Path) -> None:
-    """Remove a run's checkpoints (before a retry from scratch)."""
-    for path in [*(run_dir / "checkpoints").glob("*.ckpt"), *run_dir.glob("hpc_ckpt_*.ckpt")]:
-        path.unlink()
-
 
 def build_trainer(trainer_kwargs: dict[str, Any], run_dir: Path, datamodule, checkpoint: CheckpointConfig,
                   resumed_from_step: int | None, extra_callbacks: list[Callback] = (),
@@ -270,7 +265,7 @@ def build_trainer(trainer_kwargs: dict[str, Any], run_dir: Path, datamodule, che
         loggers.append(TensorBoardLogger(run_dir / "logs", name="tensorboard", version=""))
     plugins = [SLURMEnvironment(auto_requeue=True)] if SLURMEnvironment.detect() else []
     kwargs = dict(trainer_kwargs)
-    kwargs.setdefault("enable_progress_bar", _interactive())
+    kwargs.setdefault("enable_progress_bar", interactive())
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*exists and is not empty.*")
         trainer = L.Trainer(default_root_dir=run_dir, logger=loggers, plugins=plugins,
@@ -280,7 +275,7 @@ def build_trainer(trainer_kwargs: dict[str, Any], run_dir: Path, datamodule, che
     return trainer, state
 
 
-def _interactive() -> bool:
+def interactive() -> bool:
     """Lightning's progress bar only on a terminal, never in CI."""
     import sys
 
@@ -288,4 +283,4 @@ def _interactive() -> bool:
 
 
 __all__ = ["CheckpointConfig", "NonFiniteLossError", "StopOnNonFiniteLoss", "ResumableCSVLogger", "ResumeState",
-           "find_resume_checkpoint", "clear_checkpoints", "SaveOnInterrupt", "build_trainer", "LAST", "ATTEMPTS"]
+           "find_resume_checkpoint", "SaveOnInterrupt", "interactive", "build_trainer", "LAST", "ATTEMPTS"]

@@ -30,7 +30,7 @@ def load_scaling_runs(runs_csv: Path, scale: str) -> pd.DataFrame:
     if not runs_csv.is_file():
         raise FileNotFoundError(f"runs file not found: {runs_csv}")
     runs = pd.read_csv(runs_csv)
-    missing = [c for c in ("scale", "model", "train_size", "fewshot_5") if c not in runs.columns]
+    missing = [c for c in ("scale", "model", "train_size") if c not in runs.columns]
     if missing:
         raise ValueError(f"{runs_csv}: missing column(s) {missing}; columns are {list(runs.columns)}")
     present = sorted(set(runs["scale"].astype(str)))
@@ -117,10 +117,18 @@ def write_report(runs_csv: Path, paper_csv: Path | None, out_dir: Path, scale: s
     """Write ``data_size_<scale>.md`` and ``.png`` into ``out_dir``; return their paths. ``paper_csv`` is
     unused (Fig. 4's points are not tabulated). Raises as ``load_scaling_runs``."""
     runs = load_scaling_runs(runs_csv, scale)
+    status = runs["status"] if "status" in runs.columns else pd.Series("finished", index=runs.index)
+    failed, runs = runs[status == "failed"], runs[status == "finished"].reset_index(drop=True)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     md, png = out_dir / f"data_size_{scale}.md", out_dir / f"data_size_{scale}.png"
-    md.write_text(scaling_markdown(runs, scale, runs_csv), encoding="utf-8")
+    text = scaling_markdown(runs, scale, runs_csv) if len(runs) else f"# Data-size scaling, scale `{scale}`\n\nNo finished run.\n"
+    if len(failed):  # shown as failed, never as numbers
+        text += "\n## Failed runs (retried from scratch by the same command)\n\n" + "\n".join(
+            f"- `{r.run_id}` ({r.model}, {int(r.train_size)} images): {r.error}" for r in failed.itertuples()) + "\n"
+    md.write_text(text, encoding="utf-8")
+    if not len(runs):
+        return [md]
     plot_scaling(runs, scale).savefig(png, dpi=120)
     return [md, png]
 

@@ -301,7 +301,8 @@ def _ours_txt(row: pd.Series | None) -> str:
 
 
 def table8_markdown(
-    summary: pd.DataFrame, paper: pd.DataFrame, metric: str = "fewshot_5", caption: str = ""
+    summary: pd.DataFrame, paper: pd.DataFrame, metric: str = "fewshot_5", caption: str = "",
+    failed: pd.DataFrame | None = None,
 ) -> str:
     """Render our Table 8 beside the paper's as markdown.
 
@@ -311,6 +312,8 @@ def table8_markdown(
         metric: the metric ``summary`` was built with; used for labels. The paper column is
             always the paper's 5-shot linear accuracy.
         caption: a line printed under the title (``write_report`` passes :func:`describe_runs`).
+        failed: the rows of failed runs (status ``failed``): a cell with no finished run but a failed
+            one reads ``failed``, never a number; each is listed with its error under the tables.
 
     Returns:
         Markdown text with, in percent (2 decimals):
@@ -325,6 +328,8 @@ def table8_markdown(
     """
     label = METRIC_LABELS.get(metric, metric)
     ours = _cell_lookup(summary)
+    failed = failed if failed is not None else pd.DataFrame(columns=["posemb", "posemb_placement"])
+    failed_cells = set(zip(failed["posemb"], failed["posemb_placement"]))
     theirs = {k: r[PAPER_METRIC] for k, r in _cell_lookup(paper).items()}
 
     lines = ["## Position-embedding ablation (ViT paper Table 8, App. D.4)", ""]
@@ -342,11 +347,12 @@ def table8_markdown(
         for pl in PLACEMENT_ORDER:
             row = ours.get((pe, pl))
             has_ours = row is not None and row["n"] > 0
+            missing = "failed" if (pe, pl) in failed_cells else DASH
             if (pe, pl) not in theirs:
-                cells.append(f"{_ours_txt(row)} (N/A)" if has_ours else "N/A")
+                cells.append(f"{_ours_txt(row)} (N/A)" if has_ours else ("failed" if missing == "failed" else "N/A"))
             else:
                 paper_txt = _pct(theirs[(pe, pl)])
-                cells.append(f"{_ours_txt(row) if has_ours else DASH} ({paper_txt})")
+                cells.append(f"{_ours_txt(row) if has_ours else missing} ({paper_txt})")
         grid_rows.append(cells)
     lines += _md_table(
         ["Pos. emb.", *(PLACEMENT_NAMES[p] for p in PLACEMENT_ORDER)],
@@ -428,10 +434,16 @@ def write_report(runs_csv: Path, paper_csv: Path, out_dir: Path, scale: str) -> 
     runs = load_runs(runs_csv, scale=scale)
     paper = load_paper(paper_csv)
     metric = PAPER_METRIC
-    if metric not in runs.columns:
-        raise ValueError(f"{runs_csv}: no {metric!r} column; columns: {list(runs.columns)}")
+    status = runs["status"] if "status" in runs.columns else pd.Series("finished", index=runs.index)
+    failed, runs = runs[status == "failed"], runs[status == "finished"].reset_index(drop=True)
+    for col in ACCURACY_COLUMNS:  # a scale whose runs all failed has no accuracy column
+        if col not in runs.columns:
+            runs[col] = math.nan
     summary = summarize(runs, metric=metric)
-    md = table8_markdown(summary, paper, metric=metric, caption=describe_runs(runs, scale))
+    md = table8_markdown(summary, paper, metric=metric, caption=describe_runs(runs, scale), failed=failed)
+    if len(failed):
+        md += "\n### Failed runs (retried from scratch by the same command)\n\n" + "\n".join(
+            f"- `{r.run_id}` ({r.posemb}, {r.posemb_placement}): {r.error}" for r in failed.itertuples()) + "\n"
     md = f"# Table 8 reproduction, scale `{scale}`\n\nSource runs: `{runs_csv}`\n\n" + md
 
     out_dir = Path(out_dir)

@@ -42,6 +42,14 @@ class OptimConfig:
             raise ValueError(f"schedule={self.schedule!r} is not one of {', '.join(SCHEDULES)}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss={self.loss!r} is not one of {', '.join(LOSSES)}")
+        checks = [("lr", self.lr > 0, "a number > 0"), ("weight_decay", self.weight_decay >= 0, "a number >= 0"),
+                  ("beta1", 0 <= self.beta1 < 1, "a number in [0, 1)"), ("beta2", 0 <= self.beta2 < 1, "a number in [0, 1)"),
+                  ("warmup_fraction", 0 <= self.warmup_fraction < 1, "a number in [0, 1)"),
+                  ("warmup_steps", self.warmup_steps is None or self.warmup_steps >= 0, "null or an integer >= 0"),
+                  ("label_smoothing", 0 <= self.label_smoothing < 1, "a number in [0, 1)")]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not allowed: expected {allowed}")
 
 
 def record_model(model: torch.nn.Module, checkpoint: dict) -> None:
