@@ -1,0 +1,258 @@
+"""Runs that survive a cluster: exact resume after kill -9, SLURM requeue, corrupt checkpoints, a diverging
+cell among good ones."""
+import csv
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from vitrepro.cli import main
+from vitrepro.data.sampler import ResumableSampler, SeededItems
+from vitrepro.experiments.training import _KeepingWriter
+
+ROOT = Path(__file__).resolve().parents[1]
+POS_EMB = ROOT / "experiments" / "pos_emb_ablation.yaml"
+
+
+# ------------------------------------------------------------------------------------------------ sampler
+
+def test_a_resumed_epoch_yields_exactly_the_rest_of_the_uninterrupted_one():
+    s = ResumableSampler(50, seed=3)
+    s.set_epoch(2)
+    full = list(s)
+    s.resume_at(2, 17)
+    assert list(s) == full[17:]
+    assert list(s) == full  # the skip applies once
+    s.set_epoch(3)
+    assert [i for i, _ in s] != [i for i, _ in full]  # another epoch, another order
+    assert sorted(i for i, _ in full) == list(range(50))
+
+
+def test_ranks_take_disjoint_shards_of_the_same_order(monkeypatch):
+    shards = []
+    for rank in range(3):
+        monkeypatch.setattr("vitrepro.data.sampler._rank_world", lambda r=rank: (r, 3))
+        s = ResumableSampler(10, seed=0)
+        assert len(s) == 4
+        shards.append([i for i, _ in s])
+    assert all(len(x) == 4 for x in shards)  # padded like DistributedSampler
+    assert set().union(*shards) == set(range(10))
+
+
+class _Noisy(torch.utils.data.Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return torch.rand(3), i
+
+
+def test_an_items_augmentation_depends_on_its_seed_only_and_leaves_the_global_generator_alone():
+    items = SeededItems(_Noisy())
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    a = items[(2, 123)][0]
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.rand(5)  # whatever the global generator did meanwhile
+    assert torch.equal(items[(2, 123)][0], a) and not torch.equal(items[(2, 124)][0], a)
+
+
+def test_the_csv_log_of_a_resumed_run_keeps_the_steps_before_the_checkpoint(tmp_path):
+    path = tmp_path / "metrics.csv"
+    path.write_text("epoch,step,train/loss\n0,0,2.3\n0,1,2.2\n0,2,2.1\n0,3,2.0\n")
+    writer = _KeepingWriter(str(tmp_path), keep_below=2)
+    rows = list(csv.DictReader(path.open()))
+    assert [r["step"] for r in rows] == ["0", "1"] and writer.metrics_keys == ["epoch", "step", "train/loss"]
+    writer.log_metrics({"train/loss": 2.15, "val/top1": 0.3}, step=2)
+    writer.save()
+    rows = list(csv.DictReader(path.open()))
+    assert [r["step"] for r in rows] == ["0", "1", "2"] and rows[-1]["val/top1"] == "0.3"
+    _KeepingWriter(str(tmp_path), keep_below=None)  # a fresh start: the old log goes
+    assert not path.exists()
+
+
+# ------------------------------------------------------------------------------------------------ runs
+
+def _run(tmp_path, *extra) -> int:
+    return main(["run", str(POS_EMB), "--cell", "1", "--results-dir", str(tmp_path), *extra])
+
+
+def _record(tmp_path) -> dict:
+    return json.loads(next((tmp_path / "pos_emb_ablation" / "runs").glob("*/record.json")).read_text())
+
+
+def test_a_truncated_checkpoint_is_set_aside_and_the_run_restarts(tmp_path, capsys):
+    assert _run(tmp_path) == 0
+    run_dir = next((tmp_path / "pos_emb_ablation" / "runs").iterdir())
+    (run_dir / "record.json").unlink()  # as if the run had been killed before recording
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    capsys.readouterr()
+    assert _run(tmp_path) == 0
+    out = capsys.readouterr().out
+    warning = next(line for line in out.splitlines() if "warning:" in line)
+    assert str(ckpt) in warning and "set aside as last.ckpt.corrupt" in warning and "Traceback" not in out
+    assert (ckpt.parent / "last.ckpt.corrupt").exists()
+    record = _record(tmp_path)
+    assert record["status"] == "finished" and record["provenance"]["resumed"] is False
+    assert record["metrics"]["steps"] == 3
+
+
+def test_a_diverging_cell_fails_alone_and_is_retried_from_scratch(tmp_path, capsys):
+    """lr 1e6 in one cell: a NaN loss from step 3 stops that run at once; the other cells finish; the
+    command exits 1 naming it; the report shows it as failed; a rerun retries it and skips the others."""
+    args = ["run", str(POS_EMB), "--cell", "0,7", "--results-dir", str(tmp_path)]
+    assert main(args) == 0
+    diverging = ["run", str(POS_EMB), "--cell", "4", "--results-dir", str(tmp_path), "--optim.lr=1e6",
+                 "--trainer.max_steps=6"]
+    capsys.readouterr()
+    assert main(diverging) == 1
+    err = capsys.readouterr().err
+    assert "1 of 1 runs failed" in err and "NonFiniteLossError: non-finite training loss" in err
+    runs = pd.read_csv(tmp_path / "pos_emb_ablation" / "runs.csv")
+    assert sorted(runs["status"]) == ["failed", "finished", "finished"]
+    failed = runs[runs["status"] == "failed"].iloc[0]
+    assert pd.isna(failed.get("fewshot_5")) and "at step" in failed["error"]
+    run_dir = tmp_path / "pos_emb_ablation" / "runs" / failed["run_id"]
+    assert not list((run_dir / "checkpoints").glob("*.ckpt"))  # nothing to resume a NaN from
+    table = (tmp_path / "pos_emb_ablation" / "table8_smoke.md").read_text()
+    assert "| 2-D | failed (64.00)" in table and failed["run_id"] in table
+    capsys.readouterr()
+    assert main(diverging) == 1  # retried from scratch (and fails again: the lr has not changed)
+    out = capsys.readouterr().out
+    assert "failed earlier; retrying from scratch" in out
+    assert (tmp_path / "pos_emb_ablation" / "failed" / f"{failed['run_id']}.1" / "error.log").exists()
+    capsys.readouterr()
+    assert main(args) == 0 and capsys.readouterr().out.count("finished earlier, skipped") == 2
+
+
+# ------------------------------------------------------------------------------------------------ processes
+
+KILL_ARGS = ["--cell", "4", "--trainer.max_steps=20", "--trainer.max_epochs=3", "--model.dropout=0.1",
+             "--checkpoint.every_n_steps=2", "--checkpoint.every_minutes=null", "--trainer.log_every_n_steps=1"]
+
+
+def _start(results: Path, env=None, *extra) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "vitrepro", "run", str(POS_EMB), "--results-dir", str(results), *KILL_ARGS, *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=results.parent,
+                            env={**os.environ, **(env or {})})
+
+
+def _wait_for_checkpoint(results: Path, proc, min_step: int, timeout: float = 300) -> int:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        for ckpt in results.glob("pos_emb_ablation/runs/*/checkpoints/last.ckpt"):
+            try:
+                step = torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"]
+            except Exception:  # being replaced right now
+                continue
+            if step >= min_step:
+                return step
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        time.sleep(0.05)
+    raise TimeoutError
+
+
+def _final(results: Path) -> tuple[dict, dict, list]:
+    run_dir = next(results.glob("pos_emb_ablation/runs/*/"))
+    weights = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    record = json.loads((run_dir / "record.json").read_text())
+    log = list(csv.DictReader((run_dir / "logs" / "metrics.csv").open()))
+    return weights, record, log
+
+
+@pytest.mark.slow
+def test_kill_9_mid_epoch_then_rerun_ends_as_the_uninterrupted_run(tmp_path):
+    """ViT-C/4 with dropout, 20 steps over two epochs, a checkpoint every 2 steps; SIGKILL once a checkpoint
+    at step >= 7 exists (mid-epoch 1 of 12-batch epochs); the same command again resumes there and ends
+    with bit-identical weights, metrics and step log; wall_s sums both attempts."""
+    whole, cut = tmp_path / "whole" / "r", tmp_path / "cut" / "r"
+    for d in (whole, cut):
+        d.parent.mkdir()
+    proc = _start(whole)
+    assert proc.wait(timeout=600) == 0, proc.stdout.read()[-3000:]
+    proc = _start(cut)
+    step = _wait_for_checkpoint(cut, proc, min_step=7)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    print(f"killed with a checkpoint at step {step}")
+    proc = _start(cut)
+    out = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0 and "resuming from checkpoints/last.ckpt at step" in out, out[-3000:]
+    (wa, ra, la), (wb, rb, lb) = _final(whole), _final(cut)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    for k in ("top1", "fewshot_1", "fewshot_5", "steps", "epochs"):
+        assert ra["metrics"][k] == rb["metrics"][k], k
+    assert rb["provenance"]["resumed"] is True and ra["provenance"]["resumed"] is False
+    assert la == lb  # every step logged before the kill is kept, none twice
+    attempts = json.loads(next(cut.glob("pos_emb_ablation/runs/*/attempts.json")).read_text())
+    assert len(attempts) == 2 and attempts[1]["from_step"] == step
+    assert rb["provenance"]["wall_s"] >= attempts[0]["seconds"] + attempts[1]["seconds"]
+
+
+@pytest.mark.slow
+def test_slurm_requeue_signal_saves_requeues_and_the_requeued_job_resumes(tmp_path):
+    """As on a cluster: SIGUSR1 (SLURM's warning before preemption) makes Lightning write hpc_ckpt_1.ckpt
+    and call `scontrol requeue <array job>_<task>`; the job is then killed; the requeued job, the same
+    command, resumes from that checkpoint and finishes."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "scontrol_calls"
+    scontrol = bin_dir / "scontrol"
+    scontrol.write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\n")
+    scontrol.chmod(scontrol.stat().st_mode | stat.S_IEXEC)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1",
+           "SLURM_JOB_NAME": "vitrepro", "SLURM_JOB_ID": "1234", "SLURM_ARRAY_JOB_ID": "1200",
+           "SLURM_ARRAY_TASK_ID": "4", "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0",
+           "SLURM_NODELIST": "localhost"}
+    results = tmp_path / "r"
+    proc = _start(results, env, "--trainer.max_steps=200", "--trainer.max_epochs=100", "--checkpoint.every_n_steps=1000")
+    _wait_for_metrics(results, proc, min_rows=5)
+    proc.send_signal(signal.SIGUSR1)
+    run_dir = _wait_for(lambda: next(results.glob("pos_emb_ablation/runs/*/hpc_ckpt_1.ckpt"), None), proc).parent
+    _wait_for(lambda: calls.exists() and calls.read_text(), proc)
+    proc.send_signal(signal.SIGKILL)  # what SLURM does to the requeued job
+    proc.wait()
+    assert calls.read_text().split() == ["requeue", "1200_4"]
+    step = torch.load(run_dir / "hpc_ckpt_1.ckpt", map_location="cpu", weights_only=True)["global_step"]
+    proc = _start(results, env, "--trainer.max_steps=200", "--trainer.max_epochs=100", "--checkpoint.every_n_steps=1000")
+    out = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0 and f"resuming from hpc_ckpt_1.ckpt at step {step}" in out, out[-3000:]
+    record = json.loads((run_dir / "record.json").read_text())
+    assert record["status"] == "finished" and record["provenance"]["resumed"] is True
+    assert record["metrics"]["steps"] == 200
+
+
+def _wait_for(probe, proc, timeout: float = 300):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        value = probe()
+        if value:
+            return value
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        time.sleep(0.05)
+    raise TimeoutError
+
+
+def _wait_for_metrics(results: Path, proc, min_rows: int) -> None:
+    def rows():
+        log = next(results.glob("pos_emb_ablation/runs/*/logs/metrics.csv"), None)
+        return log is not None and len(log.read_text().splitlines()) > min_rows
+    _wait_for(rows, proc)
+
+
+def test_numpy_is_not_the_sampler_state():
+    """The sampler's order comes from its own generator: numpy's global one does not move it."""
+    s = ResumableSampler(20, seed=1)
+    a = list(s)
+    np.random.seed(99)
+    assert list(s) == a
