@@ -3,6 +3,9 @@ from pathlib import Path
 
 import pytest
 
+import pandas as pd
+
+from vitrepro.cli import main
 from vitrepro.data.shapes import write_shapes_imagefolder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,3 +24,14 @@ def shapes_tree(tmp_path_factory) -> Path:
     """The drawn-shapes ImageFolder of ``python -m vitrepro.data.shapes DIR`` (default sizes), as the
     committed transfer runs used it: same generator, same files, another path."""
     return write_shapes_imagefolder(tmp_path_factory.mktemp("shapes") / "shapes")
+
+
+@pytest.fixture(scope="session")
+def pretrained_run(tmp_path_factory) -> Path:
+    """One smoke-scale run of the position-embedding experiment (ViT-C/4, depth 2, learned 1-D, cell 1),
+    shared by the tests that only read it: its run directory (record, config, checkpoint)."""
+    out = tmp_path_factory.mktemp("pretrained")
+    assert main(["run", str(ROOT / "experiments" / "pos_emb_ablation.yaml"), "--cell", "1",
+                 "--results-dir", str(out)]) == 0
+    row = pd.read_csv(out / "pos_emb_ablation" / "runs.csv").iloc[0]
+    return out / "pos_emb_ablation" / "runs" / row["run_id"]

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
     ("vit_vs_timm.py", ["--model", "ViT-C/4", "--batch", "2", "--steps", "1", "--warmup", "0", "--devices", "cpu"],
      "vit_vs_timm.csv"),
 ])
+@pytest.mark.slow  # each script starts torch and timm in a subprocess
 def test_benchmark_script_records_its_figures(script, args, csv, tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args, "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=300)

@@ -36,6 +36,7 @@ def logits(model, x):
 # timm parity: the same weights give the same logits
 # ---------------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # full-size ViT-B/16 on CPU; the small ViTs' parity is in the fast tier
 def test_vit_b16_matches_timm():
     torch.manual_seed(0)
     ref = timm.create_model("vit_base_patch16_224", pretrained=False).eval()
@@ -63,6 +64,7 @@ def test_bit_r50x1_matches_timm():
     assert logits(ref, x).abs().max() > 1e-3
 
 
+@pytest.mark.slow  # full-size R50+ViT-B/16 on CPU
 def test_hybrid_r50_b16_matches_timm():
     torch.manual_seed(0)
     ref = timm.create_model("vit_base_r50_s16_224", pretrained=False, num_classes=1000).eval()

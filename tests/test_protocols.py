@@ -26,15 +26,6 @@ def no_env(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def pretrained_run(tmp_path_factory):
-    """A smoke-scale ViT-C/4 (depth 2) pre-training run of the position-embedding experiment."""
-    out = tmp_path_factory.mktemp("pre")
-    assert main(["run", str(EXP / "pos_emb_ablation.yaml"), "--cell", "1", "--results-dir", str(out)]) == 0
-    row = pd.read_csv(out / "pos_emb_ablation" / "runs.csv").iloc[0]
-    return out / "pos_emb_ablation" / "runs" / row["run_id"]
-
-
-@pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
     return write_shapes_imagefolder(tmp_path_factory.mktemp("shapes"), train_per_class=30, test_per_class=10)
 

@@ -60,7 +60,7 @@ def test_processes_finishing_runs_at_once_never_lose_or_duplicate_a_row(tmp_path
 
 def _dry_run_ids(capsys, *argv) -> list[str]:
     capsys.readouterr()
-    assert main(["run", str(POS_EMB), "--dry-run", *argv]) == 0
+    assert main(["run", str(POS_EMB), "--dry-run", "--cell", "0,7", *argv]) == 0
     return [d["run_id"] for d in yaml.safe_load_all(capsys.readouterr().out) if d]
 
 

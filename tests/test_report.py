@@ -246,6 +246,7 @@ def test_write_report(runs_csv, tmp_path):
     assert img[..., :3].std() > 0.05  # not a blank canvas
 
 
+@pytest.mark.slow  # a subprocess that starts pandas and matplotlib
 def test_analysis_script_runs(runs_csv, tmp_path):
     out = tmp_path / "script_out"
     cmd = [sys.executable, str(REPO / "analysis" / "pos_emb_ablation.py"), "--runs", str(runs_csv),

@@ -24,9 +24,15 @@ def no_data_env(monkeypatch):
     monkeypatch.delenv("VITREPRO_DATA", raising=False)
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_experiment_runs_at_smoke_scale(path, tmp_path):
-    assert main(["run", str(path), "--scale", "smoke", "--results-dir", str(tmp_path)]) == 0
+EXPERIMENTS = sorted((ROOT / "experiments").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path, cells", [*((p, ["--cell", "0"]) for p in EXPERIMENTS),
+                                         *(pytest.param(p, [], marks=pytest.mark.slow) for p in EXPERIMENTS)],
+                         ids=[*(p.stem + "-cell0" for p in EXPERIMENTS), *(p.stem + "-grid" for p in EXPERIMENTS)])
+def test_every_experiment_runs_at_smoke_scale(path, cells, tmp_path):
+    """Each experiment file end to end at smoke scale: its first cell (fast tier), its whole grid (slow)."""
+    assert main(["run", str(path), "--scale", "smoke", *cells, "--results-dir", str(tmp_path)]) == 0
     runs = pd.read_csv(next(tmp_path.glob("*/runs.csv")))
     assert len(runs) >= 1 and runs["run_id"].is_unique
     task = yaml.safe_load(path.read_text()).get("task", "pretrain")
@@ -40,22 +46,28 @@ def test_every_experiment_runs_at_smoke_scale(path, tmp_path):
     assert runs["data"].str.contains("bundled sample").all()
 
 
-def test_smoke_writes_rows_table_and_per_run_files(tmp_path):
-    assert main(["run", str(POS_EMB), "--results-dir", str(tmp_path)]) == 0
+@pytest.mark.parametrize("cells", [pytest.param(None, marks=pytest.mark.slow, id="all-8-cells"),
+                                   pytest.param("0,7", id="cells-0-7")])
+def test_smoke_writes_rows_table_and_per_run_files(cells, tmp_path):
+    """The main job at smoke scale: the whole grid (slow tier), or its first and last cells (fast tier)."""
+    assert main(["run", str(POS_EMB), "--results-dir", str(tmp_path), *(["--cell", cells] if cells else [])]) == 0
     out = tmp_path / "pos_emb_ablation"
     runs = pd.read_csv(out / "runs.csv")
-    assert len(runs) == 8 and set(runs["scale"]) == {"smoke"}
-    assert set(zip(runs["posemb"], runs["posemb_placement"])) == {
-        ("none", "stem"), ("learned_1d", "stem"), ("learned_1d", "every_layer"), ("learned_1d", "every_layer_shared"),
-        ("learned_2d", "stem"), ("learned_2d", "every_layer"), ("learned_2d", "every_layer_shared"), ("relative", "stem")}
+    expected = [("none", "stem"), ("learned_1d", "stem"), ("learned_1d", "every_layer"),
+                ("learned_1d", "every_layer_shared"), ("learned_2d", "stem"), ("learned_2d", "every_layer"),
+                ("learned_2d", "every_layer_shared"), ("relative", "stem")]
+    if cells:
+        expected = [expected[int(i)] for i in cells.split(",")]
+    assert len(runs) == len(expected) and set(runs["scale"]) == {"smoke"} and set(runs["status"]) == {"finished"}
+    assert set(zip(runs["posemb"], runs["posemb_placement"])) == set(expected)
     assert (runs["steps"] == 3).all() and (runs["params"] > 0).all() and (runs["gflops"] > 0).all()
     assert runs["command"].iloc[0].startswith("vitrepro run ")
     table = (out / "table8_smoke.md").read_text()
     assert "| None |" in table and "61.38" in table
     assert (out / "table8_smoke.png").stat().st_size > 10_000
     run_dir = out / "runs" / runs["run_id"].iloc[0]
-    assert (run_dir / "config.yaml").exists() and (run_dir / "logs" / "metrics.csv").exists()
-    assert (run_dir / "checkpoints" / "last.ckpt").exists()
+    for name in ("record.json", "config.yaml", "attempts.json", "logs/metrics.csv", "checkpoints/last.ckpt"):
+        assert (run_dir / name).exists(), name
 
 
 def test_interrupted_experiment_resumes_without_loss_or_duplicates(tmp_path, monkeypatch):
@@ -73,7 +85,7 @@ def test_interrupted_experiment_resumes_without_loss_or_duplicates(tmp_path, mon
     handler = signal.getsignal(signal.SIGINT)
     try:
         with pytest.raises(SystemExit):
-            main(["run", str(POS_EMB), "--results-dir", str(tmp_path)])
+            main(["run", str(POS_EMB), "--cell", "0,1,2", "--results-dir", str(tmp_path)])
     finally:
         signal.signal(signal.SIGINT, handler)  # Lightning ignores SIGINT after an interrupt
     csv = tmp_path / "pos_emb_ablation" / "runs.csv"
@@ -83,14 +95,14 @@ def test_interrupted_experiment_resumes_without_loss_or_duplicates(tmp_path, mon
     assert (third / "checkpoints" / "last.ckpt").exists()
 
     monkeypatch.setattr(ClassificationTask, "training_step", original)
-    assert main(["run", str(POS_EMB), "--results-dir", str(tmp_path)]) == 0
+    assert main(["run", str(POS_EMB), "--cell", "0,1,2", "--results-dir", str(tmp_path)]) == 0
     after = pd.read_csv(csv)
-    assert len(after) == 8 and after["run_id"].is_unique
+    assert len(after) == 3 and after["run_id"].is_unique
     kept = after.set_index("run_id").loc[before["run_id"]]  # runs.csv is sorted by run id
     pd.testing.assert_frame_equal(kept[before.columns[1:]], before.set_index("run_id"), check_dtype=False)
     resumed = after.set_index("run_id").loc[third.name]
     assert bool(resumed["resumed"]) and resumed["steps"] == 3
-    assert main(["run", str(POS_EMB), "--results-dir", str(tmp_path)]) == 0  # all finished: nothing changes
+    assert main(["run", str(POS_EMB), "--cell", "0,1,2", "--results-dir", str(tmp_path)]) == 0  # all finished: nothing changes
     pd.testing.assert_frame_equal(pd.read_csv(csv), after)
 
 
@@ -132,6 +144,7 @@ def test_committed_results_carry_their_provenance(csv):
         assert (csv.parent / f"table8_{scale}.md").exists() or csv.parent.name != "pos_emb_ablation"
 
 
+@pytest.mark.slow  # fingerprints the real CIFAR-10 copy (60,000 files) and writes the shapes tree
 @pytest.mark.parametrize("csv", COMMITTED, ids=lambda p: p.parent.name)
 def test_committed_runs_resume_under_the_current_code(csv, capsys, shapes_tree):
     """Each row's own command, expanded now, gives the row's run_id, so running it again with
@@ -150,10 +163,9 @@ def test_committed_runs_resume_under_the_current_code(csv, capsys, shapes_tree):
         assert set(rows["run_id"]) <= ids, command
 
 
-def test_fewshot_command_reproduces_a_runs_numbers_and_refuses_a_wrong_checkpoint(tmp_path, capsys):
-    assert main(["run", str(POS_EMB), "--cell", "4", "--results-dir", str(tmp_path)]) == 0
-    row = pd.read_csv(tmp_path / "pos_emb_ablation" / "runs.csv").iloc[0]
-    run_dir = tmp_path / "pos_emb_ablation" / "runs" / row["run_id"]
+def test_fewshot_command_reproduces_a_runs_numbers_and_refuses_a_wrong_checkpoint(pretrained_run, capsys):
+    run_dir = pretrained_run
+    row = pd.read_csv(run_dir.parents[1] / "runs.csv").iloc[0]
     capsys.readouterr()
     assert main(["fewshot", str(run_dir)]) == 0
     out = capsys.readouterr().out
@@ -171,6 +183,7 @@ def test_fewshot_command_reproduces_a_runs_numbers_and_refuses_a_wrong_checkpoin
     assert "give a run directory or a checkpoint file, or --model NAME" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # the data-size smoke grid (slow tier) runs R50x1 through the runner as well
 def test_a_bit_resnet_trains_and_evaluates_through_the_runner(tmp_path):
     """Every family runs through the same runner: a BiT ResNet at smoke scale."""
     raw = yaml.safe_load(POS_EMB.read_text())
