@@ -15,6 +15,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
+from torchmetrics.functional.classification import multiclass_stat_scores
 
 BIAS_CONSTANT = 100.0
 DEFAULT_L2_REG = 2.0 ** 10
@@ -49,8 +50,10 @@ def fewshot_lsr_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: t
     pad = lambda z: torch.cat([(z - mean) / std, torch.full((z.shape[0], 1), BIAS_CONSTANT, dtype=z.dtype)], 1)  # noqa: E731
     targets = 2.0 * torch.nn.functional.one_hot(train_y.long(), num_classes).double() - 1.0
     w = lsr_solve(pad(train_x), targets, l2_reg)
-    preds = (pad(test_x) @ w).argmax(dim=1)
-    return (preds == test_y.long()).double().mean().item()
+    scores = pad(test_x) @ w
+    # torchmetrics' counts (its accuracy is float32); the fraction exactly
+    tp, _, _, _, support = multiclass_stat_scores(scores, test_y.long(), num_classes=num_classes, average="micro").tolist()
+    return tp / support
 
 
 def sample_fewshot_indices(labels: Sequence[int] | np.ndarray, shots: int, seed: int,
@@ -80,7 +83,8 @@ def extract_features(model: torch.nn.Module, dataset: Dataset, batch_size: int =
     was_training = model.training
     model.eval()
     feats, labels, logits = [], [], []
-    for x, y in DataLoader(dataset, batch_size=batch_size, num_workers=num_workers):
+    # its own generator: evaluating during training must not draw from the global one (exact resume)
+    for x, y in DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, generator=torch.Generator()):
         tokens = model.forward_features(x.to(device))
         feats.append(model.forward_head(tokens, pre_logits=True).float().cpu())
         if with_logits:

@@ -35,6 +35,7 @@ from typing import Any, Callable
 import lightning as L
 import torch
 from filelock import FileLock, Timeout
+from lightning.pytorch.utilities import rank_zero_only
 
 from .. import __version__
 from .protocols import PROTOCOLS, RunContext, is_global_zero
@@ -99,7 +100,10 @@ def execute_run(run: RunSpec, exp_dir: Path, command: str, log: Callable[[str], 
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:  # noqa: BLE001 - any failure of one run is recorded; the experiment goes on
-        if not is_global_zero():
+        if not is_global_zero():  # rank 0 records the run; this rank leaves its traceback beside it
+            rank = rank_zero_only.rank
+            (run_dir / f"error.rank{rank}.log").write_text(traceback.format_exc())
+            print(f"rank {rank}: {run.run_id}: {_one_line(e)}", file=sys.stderr)
             return None
         (run_dir / "error.log").write_text(traceback.format_exc())
         if isinstance(e, NonFiniteLossError):

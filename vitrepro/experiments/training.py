@@ -35,7 +35,11 @@ import torch
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.plugins.environments import SLURMEnvironment
+from lightning.pytorch.utilities import rank_zero_only
+
+from .records import atomic_write_text
 
 LAST = "last.ckpt"
 ATTEMPTS = "attempts.json"
@@ -128,12 +132,11 @@ class _KeepingWriter(ExperimentWriter):
             reader = csv.DictReader(f)
             header = list(reader.fieldnames or [])
             rows = [r for r in reader if r.get("step") not in (None, "") and float(r["step"]) < self._keep_below]
-        tmp = path + ".tmp"
-        with open(tmp, "w", newline="") as f:
+        with open(path + ".tmp", "w", newline="") as f:  # rank 0 alone logs
             writer = csv.DictWriter(f, fieldnames=header)
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, path)
+        os.replace(path + ".tmp", path)
         self.metrics_keys = header
 
 
@@ -146,6 +149,7 @@ class ResumableCSVLogger(CSVLogger):
         self._resume_step = resume_step
 
     @property
+    @rank_zero_experiment
     def experiment(self) -> ExperimentWriter:
         if self._experiment is None:
             self._fs.makedirs(self.root_dir, exist_ok=True)
@@ -185,9 +189,8 @@ class ResumeState(Callback):
         self._write()
 
     def _write(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.attempts, indent=1))
-        os.replace(tmp, self.path)
+        if rank_zero_only.rank == 0:  # one writer under DDP
+            atomic_write_text(self.path, json.dumps(self.attempts, indent=1))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.position = (trainer.current_epoch, batch_idx + 1)
@@ -199,8 +202,7 @@ class ResumeState(Callback):
         for logger in trainer.loggers:  # every step logged before this checkpoint is on disk with it
             logger.save()
         self.attempts[-1]["seconds"] = round(time.time() - self._t0, 1)
-        if trainer.is_global_zero:
-            self._write()
+        self._write()
 
     def state_dict(self) -> dict[str, Any]:
         cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import lightning as L
 import torch
 import torch.nn.functional as F
+from torchmetrics.functional.classification import multiclass_accuracy
 from torch import nn
 
 from ..models.hybrid import HybridVisionTransformer
@@ -179,7 +180,7 @@ class MaskedPatchPredictionTask(L.LightningModule):
     def _step(self, images: torch.Tensor, stage: str, generator: torch.Generator | None):
         logits, targets, corrupted = self(images, generator)
         loss = mpp_loss(logits, targets, corrupted)
-        acc = (logits[corrupted].argmax(-1) == targets[corrupted]).float().mean()
+        acc = multiclass_accuracy(logits[corrupted], targets[corrupted], num_classes=NUM_COLORS, average="micro")
         sync = stage != "train"
         self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=sync)
         self.log(f"{stage}/acc", acc, sync_dist=sync)
