@@ -39,6 +39,7 @@ from typing import Any
 import lightning as L
 import yaml
 from jsonargparse import ArgumentParser
+from omegaconf import OmegaConf
 
 from ..data import ImageClassificationDataModule
 from ..models import model_config
@@ -151,23 +152,20 @@ def _one_line(err: Exception) -> str:
     return re.sub(r"\s+", " ", str(err)).strip()
 
 
-def set_dotted(cfg: dict, key: str, value: Any) -> None:
-    """``set_dotted(cfg, "model.posemb", "none")`` sets ``cfg["model"]["posemb"]``, creating sections."""
-    *parents, leaf = key.split(".")
-    node = cfg
-    for p in parents:
-        node = node.setdefault(p, {})
-        if not isinstance(node, dict):
-            raise KeyError(key)
-    node[leaf] = value
-
-
 def apply_overrides(cfg: dict, overrides: dict[str, Any]) -> dict:
-    """A deep copy of ``cfg`` with every dotted override applied."""
-    out = copy.deepcopy(cfg)
-    for k, v in (overrides or {}).items():
-        set_dotted(out, k, v)
-    return out
+    """A copy of ``cfg`` with every dotted override applied by OmegaConf (``OmegaConf.update``, no merge:
+    a value replaces what was there, a mapping replaces a whole section, missing sections are created;
+    ``${NAME}`` placeholders are kept as text). Raises ``KeyError(key)`` when a key goes through a value
+    that is not a section (``model.posemb.kind`` while ``model.posemb`` is ``"learned_1d"``)."""
+    conf = OmegaConf.create(cfg)
+    for key, value in (overrides or {}).items():
+        parts = key.split(".")
+        for i in range(1, len(parts)):
+            node = OmegaConf.select(conf, ".".join(parts[:i]), default=None, throw_on_missing=False)
+            if node is not None and not OmegaConf.is_dict(node):
+                raise KeyError(key)
+        OmegaConf.update(conf, key, value, merge=False, force_add=True)
+    return OmegaConf.to_container(conf, resolve=False)
 
 
 def validate_run_config(cfg: dict, where: str, task: str = "pretrain") -> dict:
