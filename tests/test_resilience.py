@@ -91,20 +91,26 @@ def _record(tmp_path) -> dict:
 
 
 def test_a_truncated_checkpoint_is_set_aside_and_the_run_restarts(tmp_path, capsys):
+    """A torn last.ckpt: set aside with a one-line warning, the run resumes from the older epoch-end
+    checkpoint; with every checkpoint torn, it starts again from scratch (resumed: false)."""
     assert _run(tmp_path) == 0
     run_dir = next((tmp_path / "pos_emb_ablation" / "runs").iterdir())
-    (run_dir / "record.json").unlink()  # as if the run had been killed before recording
-    ckpt = run_dir / "checkpoints" / "last.ckpt"
-    ckpt.write_bytes(ckpt.read_bytes()[:1000])
-    capsys.readouterr()
-    assert _run(tmp_path) == 0
-    out = capsys.readouterr().out
-    warning = next(line for line in out.splitlines() if "warning:" in line)
-    assert str(ckpt) in warning and "set aside as last.ckpt.corrupt" in warning and "Traceback" not in out
-    assert (ckpt.parent / "last.ckpt.corrupt").exists()
-    record = _record(tmp_path)
-    assert record["status"] == "finished" and record["provenance"]["resumed"] is False
-    assert record["metrics"]["steps"] == 3
+    ckpts = run_dir / "checkpoints"
+    for torn in (["last.ckpt"], ["last.ckpt", "epoch-end.ckpt"]):
+        (run_dir / "record.json").unlink()  # as if the run had been killed before recording
+        for name in torn:
+            (ckpts / name).write_bytes((ckpts / name).read_bytes()[:1000])
+        capsys.readouterr()
+        assert _run(tmp_path) == 0
+        out = capsys.readouterr().out
+        warnings = [line for line in out.splitlines() if "warning:" in line]
+        assert len(warnings) == len(torn) and "Traceback" not in out
+        for name in torn:  # newest first: one line each, naming the file and where it went
+            assert any(str(ckpts / name) in w and f"set aside as {name}.corrupt" in w for w in warnings), name
+            assert (ckpts / f"{name}.corrupt").exists()
+        record = _record(tmp_path)
+        assert record["status"] == "finished" and record["metrics"]["steps"] == 3
+        assert record["provenance"]["resumed"] is (len(torn) == 1), torn
 
 
 def test_a_diverging_cell_fails_alone_and_is_retried_from_scratch(tmp_path, capsys):
@@ -138,10 +144,12 @@ def test_a_diverging_cell_fails_alone_and_is_retried_from_scratch(tmp_path, caps
 # ------------------------------------------------------------------------------------------------ processes
 
 KILL_ARGS = ["--cell", "4", "--trainer.max_steps=20", "--trainer.max_epochs=3", "--model.dropout=0.1",
-             "--checkpoint.every_n_steps=2", "--checkpoint.every_minutes=null", "--trainer.log_every_n_steps=1"]
+             "--checkpoint.every_minutes=null", "--trainer.log_every_n_steps=1"]
+EVERY_2_STEPS = ["--checkpoint.every_n_steps=2"]
 
 
 def _start(results: Path, env=None, *extra) -> subprocess.Popen:
+    extra = extra or tuple(EVERY_2_STEPS)
     cmd = [sys.executable, "-m", "vitrepro", "run", str(POS_EMB), "--results-dir", str(results), *KILL_ARGS, *extra]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=results.parent,
                             env={**os.environ, **(env or {})})
@@ -150,7 +158,7 @@ def _start(results: Path, env=None, *extra) -> subprocess.Popen:
 def _wait_for_checkpoint(results: Path, proc, min_step: int, timeout: float = 300) -> int:
     t0 = time.time()
     while time.time() - t0 < timeout:
-        for ckpt in results.glob("pos_emb_ablation/runs/*/checkpoints/last.ckpt"):
+        for ckpt in results.glob("pos_emb_ablation/runs/*/checkpoints/*.ckpt"):
             try:
                 step = torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"]
             except Exception:  # being replaced right now
@@ -171,23 +179,26 @@ def _final(results: Path) -> tuple[dict, dict, list]:
 
 
 @pytest.mark.slow
-def test_kill_9_mid_epoch_then_rerun_ends_as_the_uninterrupted_run(tmp_path):
-    """ViT-C/4 with dropout, 20 steps over two epochs, a checkpoint every 2 steps; SIGKILL once a checkpoint
-    at step >= 7 exists (mid-epoch 1 of 12-batch epochs); the same command again resumes there and ends
-    with bit-identical weights, metrics and step log; wall_s sums both attempts."""
+@pytest.mark.parametrize("policy, min_step", [(EVERY_2_STEPS, 7), (["--checkpoint.every_n_steps=null"], 12)],
+                         ids=["mid-epoch-every-2-steps", "epoch-end-only"])
+def test_kill_9_then_rerun_ends_as_the_uninterrupted_run(policy, min_step, tmp_path):
+    """ViT-C/4 with dropout, 20 steps over two 12-batch epochs; SIGKILL once a checkpoint at step >=
+    ``min_step`` exists (every 2 steps: mid-epoch 0; epoch ends only: during epoch 1, resuming from the
+    epoch-end checkpoint); the same command again resumes there and ends with bit-identical weights,
+    metrics and step log; wall_s sums both attempts."""
     whole, cut = tmp_path / "whole" / "r", tmp_path / "cut" / "r"
     for d in (whole, cut):
         d.parent.mkdir()
-    proc = _start(whole)
+    proc = _start(whole, None, *policy)
     assert proc.wait(timeout=600) == 0, proc.stdout.read()[-3000:]
-    proc = _start(cut)
-    step = _wait_for_checkpoint(cut, proc, min_step=7)
+    proc = _start(cut, None, *policy)
+    step = _wait_for_checkpoint(cut, proc, min_step=min_step)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     print(f"killed with a checkpoint at step {step}")
-    proc = _start(cut)
+    proc = _start(cut, None, *policy)
     out = proc.communicate(timeout=600)[0]
-    assert proc.returncode == 0 and "resuming from checkpoints/last.ckpt at step" in out, out[-3000:]
+    assert proc.returncode == 0 and f"at step {step}" in out and "resuming from checkpoints/" in out, out[-3000:]
     (wa, ra, la), (wb, rb, lb) = _final(whole), _final(cut)
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     for k in ("top1", "fewshot_1", "fewshot_5", "steps", "epochs"):

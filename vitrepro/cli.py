@@ -364,9 +364,9 @@ def _quiet() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if os.environ.get("VITREPRO_VERBOSE") != "1":
+    args, extra = _build_parser().parse_known_args(argv)  # --help exits here, before torch is imported
+    if os.environ.get("VITREPRO_VERBOSE") != "1" and args.command in ("run", "fewshot"):
         _quiet()
-    args, extra = _build_parser().parse_known_args(argv)
     try:
         if args.command == "run":
             return cmd_run(args, extra, argv)

@@ -248,6 +248,8 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
         self._pool: Dataset | None = None
         self.train_sampler: ResumableSampler | None = None
         self._resume_at: tuple[int, int] | None = None
+        #: a callable giving the epoch being trained (the runner passes the Trainer's current_epoch)
+        self.epoch_source = None
 
     # ------------------------------------------------------------------ splits
 
@@ -317,7 +319,7 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
             drop_last = False
         sampler = None
         if train:  # seeded order and augmentations, resumable mid-epoch (sampler.py)
-            sampler = self.train_sampler = ResumableSampler(len(dataset), self.seed)
+            sampler = self.train_sampler = ResumableSampler(len(dataset), self.seed, self.epoch_source)
             if self._resume_at is not None:
                 sampler.resume_at(*self._resume_at)
                 self._resume_at = None

@@ -18,7 +18,7 @@ batches done in every checkpoint and calls ``resume_at`` when a run restarts fro
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -45,19 +45,27 @@ class ResumableSampler(DistributedSampler):
     the loop ends it when the iterator stops). ``set_epoch`` is called by Lightning every epoch.
     """
 
-    def __init__(self, n: int, seed: int = 0):
+    def __init__(self, n: int, seed: int = 0, epoch_source: Callable[[], int] | None = None):
         if n < 1:
             raise ValueError(f"ResumableSampler needs at least one item, got n={n}")
         self.n, self.seed = int(n), int(seed)  # noqa: DistributedSampler.__init__ deliberately not called
         self.epoch = 0
-        self._skip = 0
+        self.epoch_source = epoch_source
+        self._resume: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def resume_at(self, epoch: int, items: int) -> None:
-        """The next iteration is epoch ``epoch`` of which this rank has already consumed ``items``."""
-        self.epoch, self._skip = int(epoch), int(items)
+        """When epoch ``epoch`` is next iterated, start after the ``items`` this rank already consumed."""
+        self._resume = (int(epoch), int(items))
+        self.epoch = int(epoch)
+
+    def current_epoch(self) -> int:
+        """The epoch being iterated: ``epoch_source()`` when given (the runner passes the Trainer's
+        ``current_epoch``: after some restarts Lightning's ``set_epoch`` counts processed epochs, one ahead),
+        else the last ``set_epoch``."""
+        return int(self.epoch_source()) if self.epoch_source is not None else self.epoch
 
     def __len__(self) -> int:
         return math.ceil(self.n / _rank_world()[1])
@@ -74,8 +82,10 @@ class ResumableSampler(DistributedSampler):
         return perm[rank::world], item_seeds
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        shard, item_seeds = self.order(self.epoch)
-        start, self._skip = self._skip, 0
+        epoch = self.current_epoch()
+        shard, item_seeds = self.order(epoch)
+        start = self._resume[1] if self._resume is not None and self._resume[0] == epoch else 0
+        self._resume = None
         for i in shard[start:]:
             yield int(i), int(item_seeds[i])
 

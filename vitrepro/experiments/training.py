@@ -2,8 +2,9 @@
 
 Built from Lightning's own machinery:
 
-- checkpoints: ``ModelCheckpoint(save_last=True)`` every ``checkpoint.every_n_steps`` optimizer steps, every
-  ``checkpoint.every_minutes`` minutes (rank 0's clock, broadcast) and at every epoch end, written
+- checkpoints: ``ModelCheckpoint(save_last=True)`` every ``checkpoint.every_n_steps`` optimizer steps and
+  every ``checkpoint.every_minutes`` minutes (rank 0's clock, broadcast), and ``epoch-end.ckpt`` at every
+  epoch end, written
   atomically by Lightning (``_atomic_save``: a temporary file moved into place), so a ``kill -9`` loses at
   most one interval and never leaves a torn ``last.ckpt``;
 - SLURM: ``SLURMEnvironment(auto_requeue=True)`` (signal ``SIGUSR1``): Lightning writes
@@ -32,6 +33,7 @@ from typing import Any, Callable
 
 import lightning as L
 import torch
+import torchmetrics
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
@@ -42,6 +44,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from .records import atomic_write_text
 
 LAST = "last.ckpt"
+EPOCH_END = "epoch-end"  # checkpoints/epoch-end.ckpt
 ATTEMPTS = "attempts.json"
 
 
@@ -69,10 +72,12 @@ class CheckpointConfig:
             raise ValueError(f"every_minutes={self.every_minutes!r} is not allowed: expected null or a number > 0")
 
     def callbacks(self, dirpath: Path) -> list[ModelCheckpoint]:
-        """One ``ModelCheckpoint`` per trigger (Lightning takes one trigger per instance), all writing
-        ``last.ckpt`` only."""
+        """One ``ModelCheckpoint`` per trigger (Lightning takes one trigger per instance): steps and time
+        write ``last.ckpt``; epoch ends write ``epoch-end.ckpt`` (a top-1 checkpoint without a monitor,
+        overwritten every epoch: with ``save_top_k=0`` Lightning skips ``save_last`` at epoch ends)."""
         common = dict(dirpath=dirpath, save_last=True, save_top_k=0, enable_version_counter=False)
-        out = [ModelCheckpoint(every_n_epochs=1, **common)]
+        out = [ModelCheckpoint(dirpath=dirpath, filename=EPOCH_END, every_n_epochs=1, save_top_k=1, monitor=None,
+                               save_last=False, enable_version_counter=False)]
         if self.every_n_steps:
             out.append(ModelCheckpoint(every_n_train_steps=int(self.every_n_steps), **common))
         if self.every_minutes:
@@ -169,6 +174,7 @@ class ResumeState(Callback):
         self.dm = datamodule
         self.path = Path(run_dir) / ATTEMPTS
         self.position = (0, 0)
+        self._restored = False
         self._t0 = time.time()
         earlier = json.loads(self.path.read_text()) if resumed_from_step is not None and self.path.exists() else []
         self.attempts = earlier + [{"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -192,8 +198,28 @@ class ResumeState(Callback):
         if rank_zero_only.rank == 0:  # one writer under DDP
             atomic_write_text(self.path, json.dumps(self.attempts, indent=1))
 
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self.dm.epoch_source = lambda: trainer.current_epoch  # the sampler's epoch is the Trainer's
+        if getattr(self.dm, "train_sampler", None) is not None:
+            self.dm.train_sampler.epoch_source = self.dm.epoch_source
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._restored:  # Lightning workaround, see load_state_dict
+            self._restored = False
+            loop = trainer.fit_loop.epoch_loop
+            if hasattr(loop, "_batches_that_stepped") and trainer.accumulate_grad_batches == 1:
+                loop._batches_that_stepped = trainer.global_step
+            if self.position[1] == 0:  # an epoch-end checkpoint: its metric states belong to the last epoch
+                for m in pl_module.modules():
+                    if isinstance(m, torchmetrics.Metric):
+                        m.reset()
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.position = (trainer.current_epoch, batch_idx + 1)
+        done = batch_idx + 1
+        # after the epoch's last batch the next batch to train is the next epoch's first (epoch-end
+        # checkpoints are taken after validation, before on_train_epoch_end)
+        self.position = ((trainer.current_epoch + 1, 0) if done >= trainer.num_training_batches
+                         else (trainer.current_epoch, done))
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self.position = (trainer.current_epoch + 1, 0)
@@ -210,6 +236,11 @@ class ResumeState(Callback):
                 "cuda_rng": cuda}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the sampler position and the generators. Also re-aligns, at the first batch, the step
+        Lightning logs at (``_batches_that_stepped``) with ``global_step``: on a restart Lightning adds 1
+        to it to make up for checkpoints taken in ``on_train_batch_end``, one too many for checkpoints
+        taken at validation end (epoch-end checkpoints), which would shift every later log row."""
+        self._restored = True
         self.position = (int(state["epoch"]), int(state["batches"]))
         self.dm.resume_at(*self.position)
         torch.set_rng_state(state["torch_rng"])
@@ -234,11 +265,12 @@ def _readable(path: Path) -> str | None:
 
 def find_resume_checkpoint(run_dir: Path, warn: Callable[[str], None] = print,
                            set_aside: bool = True) -> tuple[Path, int] | None:
-    """The newest usable checkpoint of a run and its global step: ``checkpoints/last.ckpt`` or a SLURM
-    ``hpc_ckpt_<n>.ckpt``. A truncated, unreadable or non-finite one is renamed ``<name>.corrupt`` (with
+    """The newest usable checkpoint of a run and its global step: ``checkpoints/last.ckpt`` (steps, time,
+    end of training), ``checkpoints/epoch-end.ckpt`` or a SLURM ``hpc_ckpt_<n>.ckpt``. A truncated, unreadable or non-finite one is renamed ``<name>.corrupt`` (with
     ``set_aside``: global rank 0 only) and ``warn`` says so, naming the file; the next is tried. None when
     none is left (a fresh start)."""
-    candidates = [run_dir / "checkpoints" / LAST, *run_dir.glob("hpc_ckpt_*.ckpt")]
+    candidates = [run_dir / "checkpoints" / LAST, run_dir / "checkpoints" / f"{EPOCH_END}.ckpt",
+                  *run_dir.glob("hpc_ckpt_*.ckpt")]
     for path in sorted((p for p in candidates if p.is_file()), key=lambda p: p.stat().st_mtime, reverse=True):
         problem = _readable(path)
         if problem is None:
