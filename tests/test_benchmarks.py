@@ -9,19 +9,20 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("script,args,csv", [
+@pytest.mark.parametrize("script,args,csv,figure", [
     ("train_throughput.py", ["--models", "ViT-C/4", "--batch", "4", "--steps", "1", "--warmup", "0"],
-     "train_throughput.csv"),
+     "train_throughput.csv", "images_per_s"),
     ("vit_vs_timm.py", ["--model", "ViT-C/4", "--batch", "2", "--steps", "1", "--warmup", "0", "--devices", "cpu"],
-     "vit_vs_timm.csv"),
+     "vit_vs_timm.csv", "images_per_s"),
+    ("cli_startup.py", ["--repeats", "1"], "cli_startup.csv", "seconds"),
 ])
 @pytest.mark.slow  # each script starts torch and timm in a subprocess
-def test_benchmark_script_records_its_figures(script, args, csv, tmp_path):
+def test_benchmark_script_records_its_figures(script, args, csv, figure, tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args, "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = pd.read_csv(tmp_path / csv)
-    assert len(rows) >= 1 and (rows["images_per_s"] > 0).all()
+    assert len(rows) >= 1 and (rows[figure] > 0).all()
     assert rows["command"].str.startswith(f"python benchmarks/{script}").all()
     assert rows[["hardware", "torch", "measured_at", "data"]].notna().all().all()
 

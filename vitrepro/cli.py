@@ -58,6 +58,21 @@ def parse_overrides(tokens: list[str]) -> dict[str, Any]:
     return out
 
 
+RUN_EPILOG = """overrides (after the scale and the grid; values are YAML):
+  --<section>.<key>=<value>   any entry of the run config, e.g.
+      --optim.lr=3e-4  --model.depth=8  --data.batch_size=64  --eval.shots=[1,5]
+      --trainer.devices=8 --trainer.strategy=ddp --trainer.precision=bf16-mixed (any lightning.Trainer argument)
+      --checkpoint.every_minutes=5  --data.dataset=imagefolder
+  --seed=<int>                the training seed
+
+examples:
+  vitrepro run experiments/pos_emb_ablation.yaml                 # smoke scale, bundled data, ~10 s
+  vitrepro run experiments/pos_emb_ablation.yaml --scale cpu --data-root ../shared/data/cifar10-jpeg
+  vitrepro run experiments/pos_emb_ablation.yaml --scale paper --dry-run
+  vitrepro run experiments/pos_emb_ablation.yaml --cell 3 --results-dir results   # one cell, committed folder
+"""
+
+
 def _cells(text: str) -> list[int]:
     try:
         return [int(t) for t in text.split(",")]
@@ -68,7 +83,10 @@ def _cells(text: str) -> list[int]:
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vitrepro", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="train and evaluate the runs of an experiment file")
+    run = sub.add_parser("run", help="train and evaluate the runs of an experiment file", epilog=RUN_EPILOG,
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         usage="vitrepro run CONFIG [--scale S] [--data-root DIR] [--cell 0,3] [--dry-run] "
+                               "[--results-dir DIR] [--<section>.<key>=<value> ...]")
     report = sub.add_parser("report", help="rebuild an experiment's runs.csv from its records; redraw its report")
     collect = sub.add_parser("collect", help="rebuild an experiment's runs.csv from its per-run records")
     for p in (run, report, collect):
@@ -96,8 +114,9 @@ def _build_parser() -> argparse.ArgumentParser:
     fs.add_argument("--img-size", type=int, help="input resolution (default: the run's, or the model's)")
     fs.add_argument("--shots", type=_cells, default=[1, 5, 10, 25], help="e.g. 1,5,10,25")
     fs.add_argument("--seeds", type=_cells, default=[0, 1, 2], help="e.g. 0,1,2")
-    models = sub.add_parser("models", help="list the registered model variants")
-    models.add_argument("pattern", nargs="?", default="*")
+    models = sub.add_parser("models", help="list the registered model variants with their parameter counts")
+    models.add_argument("pattern", nargs="?", default="*", help="a name, part of one or a glob, any case "
+                        "(e.g. vit, 'ViT-B/*', r50)")
     return parser
 
 
@@ -236,6 +255,7 @@ def cmd_run(args, extra: list[str], argv: list[str]) -> int:
             raise ValueError(f"{exp.path}: --cell {bad[0]} is out of range: the grid has cells 0..{len(runs) - 1}")
         runs = [runs[i] for i in dict.fromkeys(args.cell)]
     _resolve_roots_and_placeholders(runs, args, exp)
+    _check_devices(runs, exp)
     if args.logger == "tensorboard":
         _require_tensorboard()
     _open_data(runs, exp, strict=not args.dry_run)
@@ -253,6 +273,22 @@ def cmd_run(args, extra: list[str], argv: list[str]) -> int:
             print(f"  {rec['run_id']}: {rec['error']}", file=sys.stderr)
         return 1
     return 0
+
+
+def _check_devices(runs, exp) -> None:
+    """Refuse, before anything is written, an accelerator this machine does not have."""
+    import torch
+
+    from .experiments.spec import ExperimentError
+
+    available = {"cpu": True, "auto": True, "gpu": torch.cuda.is_available(), "cuda": torch.cuda.is_available(),
+                 "mps": torch.backends.mps.is_available()}
+    for r in runs:
+        accel = str(r.config["trainer"].get("accelerator", "auto"))
+        if not available.get(accel, True):
+            have = ", ".join(k for k, ok in available.items() if ok)
+            raise ExperimentError(f"{exp.path}: scale {r.scale}: key 'trainer.accelerator': {accel!r} needs a device "
+                                  f"this machine does not have (available: {have})")
 
 
 def _require_tensorboard() -> None:
@@ -336,11 +372,25 @@ def cmd_fewshot(args, extra: list[str]) -> int:
 
 
 def cmd_models(args) -> int:
-    from .models import list_models, model_defaults, model_family
+    """Registered models whose name matches ``pattern`` case-insensitively (a glob, or a part of the name),
+    with their parameter counts (built on the ``meta`` device: no memory, no initialization)."""
+    import fnmatch
 
-    for name in list_models(args.pattern):
+    import torch
+
+    from .models import create_model, list_models, model_defaults, model_family
+
+    pattern = args.pattern.lower()
+    if not any(c in pattern for c in "*?["):
+        pattern = f"*{pattern}*"
+    names = [n for n in list_models() if fnmatch.fnmatchcase(n.lower(), pattern)]
+    if not names:
+        raise ValueError(f"models: no registered model matches {args.pattern!r}; `vitrepro models` lists them all")
+    for name in names:
+        with torch.device("meta"):
+            params = sum(p.numel() for p in create_model(name).parameters())
         fields = "  ".join(f"{k} {v}" for k, v in model_defaults(name).items() if k != "num_classes")
-        print(f"{name:14s} {model_family(name):7s} {fields}")
+        print(f"{name:14s} {model_family(name):7s} {params / 1e6:8.2f}M params  {fields}")
     return 0
 
 

@@ -273,6 +273,17 @@ def _layouts_message(root: Path, dataset: str) -> str:
 
 
 def _download(dataset: str, root: Path) -> None:
+    """Fetch ``dataset`` with torchvision into ``root``. Raises ``OSError`` in one line when it cannot
+    (no network, say), naming the data set, the folder and what to do instead."""
+    try:
+        _torchvision_download(dataset, root)
+    except OSError as e:  # urllib's URLError, socket errors, a full disk
+        raise OSError(f"could not download {dataset} into {root} ({' '.join(str(e).split())}); without network, "
+                      f"copy the data set there yourself (an ImageFolder tree or the official files) and drop "
+                      f"--download") from None
+
+
+def _torchvision_download(dataset: str, root: Path) -> None:
     import torchvision
 
     root.mkdir(parents=True, exist_ok=True)
@@ -297,7 +308,8 @@ def _check_class_count(dataset: str, classes: list[str], where: Path, what: str)
     if expected is not None and len(classes) != expected:
         raise ValueError(
             f"dataset {dataset!r} expects {expected} classes but {where} {what.format(n=len(classes))} "
-            f"({', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''})"
+            f"({', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''}); for an ImageFolder tree of your "
+            f"own add --data.dataset=imagefolder"
         )
 
 
