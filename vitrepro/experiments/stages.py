@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import lightning as L
+import yaml
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 
@@ -35,6 +36,11 @@ def init_checkpoint(cfg: dict[str, Any]) -> Path | None:
         return None
     path = Path(ckpt)
     if path.is_dir():
+        if (path / "config.yaml").is_file() and not (path / "checkpoints" / "last.ckpt").is_file():
+            command = (yaml.safe_load((path / "config.yaml").read_text()) or {}).get("command", "vitrepro run ...")
+            raise FileNotFoundError(f"init.checkpoint {ckpt}: the run has no checkpoints/last.ckpt (checkpoints are "
+                                    f"not committed): `{command}` writes it, with --results-dir "
+                                    f"{path.parents[2]} to put it here, or point init.checkpoint at your own run")
         path = path / "checkpoints" / "last.ckpt"
     if not path.is_file():
         raise FileNotFoundError(f"init.checkpoint {ckpt}: {path} not found; expected a checkpoint file "
