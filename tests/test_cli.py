@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from vitrepro.cli import main
+from vitrepro.data.shapes import write_shapes_imagefolder
 
 ROOT = Path(__file__).resolve().parents[1]
 POS_EMB = ROOT / "experiments" / "pos_emb_ablation.yaml"
@@ -48,8 +49,22 @@ def test_a_download_without_network_is_one_line(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "r").exists()
 
 
-def test_a_plain_imagefolder_under_the_cifar_default_says_what_to_add(tmp_path, capsys, shapes_tree):
+def test_a_plain_imagefolder_under_the_cifar_default_says_what_to_add(tmp_path, capsys):
     """Ants and bees, or any tree of one's own, without --data.dataset=imagefolder: the error names the fix."""
-    assert main(["run", str(POS_EMB), "--data-root", str(shapes_tree), "--results-dir", str(tmp_path)]) == 2
+    tree = write_shapes_imagefolder(tmp_path / "shapes", train_per_class=3, test_per_class=2)
+    assert main(["run", str(POS_EMB), "--data-root", str(tree), "--results-dir", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "expects 10 classes" in err and "add --data.dataset=imagefolder" in err
+
+
+def test_a_run_directory_without_its_checkpoint_names_the_command_that_writes_it(tmp_path, capsys):
+    """As on a fresh clone: committed run directories hold records and logs, not checkpoints."""
+    run_dir = tmp_path / "results" / "data_size_scaling" / "runs" / "ViT_C_4-49000-ed1cf8b1"
+    run_dir.mkdir(parents=True)
+    command = "vitrepro run experiments/data_size_scaling.yaml --scale cpu --data-root DIR"
+    (run_dir / "config.yaml").write_text(f"command: {command}\n")
+    assert main(["run", str(ROOT / "experiments" / "transfer.yaml"), f"--init.checkpoint={run_dir}",
+                 "--results-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"`{command}` writes it" in err and "not committed" in err
+    assert not (tmp_path / "r").exists()

@@ -108,6 +108,7 @@ def test_more_shots_than_a_class_has_is_named(tmp_path, capsys):
     assert err.count("\n") == 1 and "41-shot needs 41 examples of class" in err and "the pool has 40" in err
 
 
+@pytest.mark.slow  # the data-size smoke cell (fast tier) pre-trains and sweeps too
 def test_pretrain_then_finetune_sweeps_on_dev_and_reports_test(tmp_path):
     assert main(["run", str(EXP / "data_size_scaling.yaml"), "--cell", "0", "--results-dir", str(tmp_path)]) == 0
     row = pd.read_csv(tmp_path / "data_size_scaling" / "runs.csv").iloc[0]
@@ -182,6 +183,7 @@ def test_an_unseen_imagefolder_of_mixed_sizes_fine_tunes_and_probes_from_the_com
     assert "5-shot linear accuracy" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # the mpp smoke cell (fast tier) pre-trains by MPP too
 def test_masked_patch_prediction_pretrains_then_its_checkpoint_fine_tunes(tmp_path, capsys):
     assert main(["run", str(EXP / "mpp.yaml"), "--optim.lr=0.1", "--results-dir", str(tmp_path)]) == 2
     assert "task 'mpp' takes its optimizer from the 'mpp' section" in capsys.readouterr().err
@@ -224,6 +226,7 @@ def test_pretrain_and_finetune_sweep_under_ddp_on_two_cpu_processes(tmp_path):
     assert sorted(t.params["lr"] for t in study.trials) == [0.003, 0.03]  # once each, not once per rank
 
 
+@pytest.mark.slow  # a whole pre-training with the probe every epoch
 def test_the_fewshot_callback_section_logs_the_probe_during_pre_training(tmp_path):
     assert main(["run", str(EXP / "pos_emb_ablation.yaml"), "--cell", "1", "--results-dir", str(tmp_path),
                  "--fewshot_callback.every_n_epochs=1", "--fewshot_callback.shots=[1,5]",

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .atomic import save_figure, write_text
+
 MEASURES = {"fewshot_5": "5-shot linear", "fewshot_25": "25-shot linear", "top1": "pre-training top-1",
             "ft_top1": "fine-tuned top-1"}
 
@@ -126,10 +128,10 @@ def write_report(runs_csv: Path, paper_csv: Path | None, out_dir: Path, scale: s
     if len(failed):  # shown as failed, never as numbers
         text += "\n## Failed runs (retried from scratch by the same command)\n\n" + "\n".join(
             f"- `{r.run_id}` ({r.model}, {int(r.train_size)} images): {r.error}" for r in failed.itertuples()) + "\n"
-    md.write_text(text, encoding="utf-8")
+    write_text(md, text)
     if not len(runs):
         return [md]
-    plot_scaling(runs, scale).savefig(png, dpi=120)
+    save_figure(plot_scaling(runs, scale), png)
     return [md, png]
 
 

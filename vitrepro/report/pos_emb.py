@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .atomic import save_figure, write_text
+
 __all__ = [
     "POSEMB_ORDER",
     "PLACEMENT_ORDER",
@@ -450,9 +452,9 @@ def write_report(runs_csv: Path, paper_csv: Path, out_dir: Path, scale: str) -> 
     out_dir.mkdir(parents=True, exist_ok=True)
     md_path = out_dir / f"table8_{scale}.md"
     png_path = out_dir / f"table8_{scale}.png"
-    md_path.write_text(md, encoding="utf-8")
+    write_text(md_path, md)
     from .pos_emb_figure import plot_table8  # the figure module imports this one's constants
 
     fig = plot_table8(runs, paper, metric=metric, scale=scale)
-    fig.savefig(png_path, dpi=120)
+    save_figure(fig, png_path)
     return [md_path, png_path]
