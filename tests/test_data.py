@@ -824,3 +824,19 @@ def test_real_tree_full():
         j = cls * 5000 + i % 40
         assert labels[j] == cls == sample.fewshot_pool_labels()[i]
         torch.testing.assert_close(pool[j][0], sample.fewshot_pool()[i][0], rtol=0, atol=0)
+
+
+def test_an_imagefolder_dev_split_has_a_floor_of_a_few_images_per_class(tmp_path):
+    """2% of a small tree of one's own (ants vs bees: 244 images -> 5) cannot tell learning rates apart:
+    an imagefolder dev split keeps at least MIN_DEV_PER_CLASS per class, never more than half the split;
+    the paper's data sets keep the paper's fractions (CIFAR: 2%)."""
+    from vitrepro.data.datamodule import MIN_DEV_PER_CLASS
+    from vitrepro.data.shapes import write_shapes_imagefolder
+
+    tree = write_shapes_imagefolder(tmp_path / "shapes", train_per_class=30, test_per_class=2)  # 4 classes
+    dm = ImageClassificationDataModule(dataset="imagefolder", root=str(tree))
+    assert dm.dev_size(120) == MIN_DEV_PER_CLASS * 4 and dm.dev_size(10_000) == 200 and dm.dev_size(30) == 15
+    _, dev = dm.split_indices()
+    assert np.bincount(dm.fewshot_pool_labels()[dev]).tolist() == [MIN_DEV_PER_CLASS] * 4
+    assert ImageClassificationDataModule(dataset="imagefolder", root=str(tree), val_fraction=0.0).dev_size(120) == 0
+    assert ImageClassificationDataModule().dev_size(400) == 8  # the bundled CIFAR-10 sample: 2%

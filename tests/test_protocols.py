@@ -174,7 +174,8 @@ def test_an_unseen_imagefolder_of_mixed_sizes_fine_tunes_and_probes_from_the_com
                  "--data.val_fraction=0.1", f"--init.checkpoint={pretrained_run}", "--results-dir", str(tmp_path)]) == 0
     row = pd.read_csv(tmp_path / "transfer" / "runs.csv").iloc[0]
     assert row["ft_dataset"] == "imagefolder" and row["ft_train_images"] == 30 * len(CLASSES)
-    assert "imagefolder ImageFolder tree" in row["data"] and "dev 12" in row["data"]
+    assert "imagefolder ImageFolder tree" in row["data"] and "dev 20" in row["data"]  # 10% of 120 is 12: floor 5 per class
+    assert row["ft_dev_images"] == 20  # how many dev images chose the learning rate
     assert 0 <= row["ft_top1"] <= 1 and 0 <= row["fewshot_5"] <= 1
     capsys.readouterr()
     assert main(["fewshot", "--model", "ViT-C/4", "--model.depth=2", "--checkpoint", str(pretrained_run / "checkpoints"

@@ -48,6 +48,9 @@ DEFAULT_VAL_FRACTION: dict[str, float] = {
     "pets": 0.10,
     "flowers": 0.10,
 }
+#: The dev split's floor, in images per class (``dev_size``): 2% of ants-vs-bees' 244 images is 5 images,
+#: too few to tell learning rates apart.
+MIN_DEV_PER_CLASS = 5
 #: Datasets decoded into memory by default (``cache_in_memory=None``): small images of one size.
 _IN_MEMORY = ("cifar10", "cifar100")
 
@@ -253,10 +256,20 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
 
     # ------------------------------------------------------------------ splits
 
+    def dev_size(self, n: int) -> int:
+        """Images held out for dev out of ``n``: ``round(val_fraction * n)`` (the paper's fractions for its
+        data sets); for an ``imagefolder`` tree (a data set of one's own) at least ``MIN_DEV_PER_CLASS``
+        per class, never more than half the split, so that a small data set's learning-rate sweep is not
+        decided by a handful of images; 0 when ``val_fraction`` is 0."""
+        n_val = int(round(self.val_fraction * n))
+        if self.val_fraction == 0 or self.dataset != "imagefolder":
+            return n_val
+        return max(n_val, min(MIN_DEV_PER_CLASS * self.num_classes, n // 2))
+
     def split_indices(self) -> tuple[np.ndarray, np.ndarray]:
         """Indices into the full training split: ``(train, dev)``, both int64 and disjoint.
 
-        The dev set is the first ``round(val_fraction * N)`` positions of
+        The dev set is the first ``dev_size(N)`` positions of
         :func:`balanced_order` (labels, seed); the train set is the rest, or, with ``train_size``,
         the next ``train_size`` positions (so subsets are class-balanced and nested). Labels only,
         no decoding.
@@ -267,7 +280,7 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
         """
         labels = self.fewshot_pool_labels()
         n = labels.shape[0]
-        n_val = int(round(self.val_fraction * n))
+        n_val = self.dev_size(n)
         order = balanced_order(labels, self.seed)
         available = n - n_val
         if self.train_size is not None:
@@ -390,7 +403,7 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
         /abs/cifar10-jpeg (train 50000, test 10000, fingerprint 3fa2c1d9e0b1); split train 49000 /
         dev 1000 (val_fraction 0.02, seed 0)"``. Stat and labels only, no decoding of trees."""
         n = self.source.count("train")
-        n_val = int(round(self.val_fraction * n))
+        n_val = self.dev_size(n)
         n_train = self.train_size if self.train_size is not None else n - n_val
         subset = f", train_size {self.train_size}" if self.train_size is not None else ""
         return (

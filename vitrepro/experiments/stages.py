@@ -85,7 +85,7 @@ def finetune_stage(make: Callable[[int, int], nn.Module], cfg: dict[str, Any], r
                    is_writer: bool, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Fine-tune as App. B.1.1 and return the row's ``ft_*`` entries: ``ft_dataset``, ``ft_img_size``,
     ``ft_steps``, ``ft_lr`` (picked), ``ft_dev_top1`` (its dev score, when swept), ``ft_sweep`` (lr: dev
-    top-1 for each), ``ft_train_images``, ``ft_top1`` (test top-1 of the final fine-tune, a fraction) and
+    top-1 for each), ``ft_dev_images`` (how many dev images picked it), ``ft_train_images``, ``ft_top1`` (test top-1 of the final fine-tune, a fraction) and
     ``ft_wall_s``.
 
     ``make(num_classes, img_size)`` builds the starting network. Logs go to ``run_dir/finetune/``.
@@ -128,6 +128,7 @@ def finetune_stage(make: Callable[[int, int], nn.Module], cfg: dict[str, Any], r
         "ft_dataset": data["dataset"], "ft_img_size": data["img_size"], "ft_steps": trainer.global_step,
         "ft_lr": lr, "ft_dev_top1": round(sweep[lr], 5) if sweep else None,
         "ft_sweep": "; ".join(f"{k:g}: {v:.4f}" for k, v in sweep.items()) or None,
+        "ft_dev_images": len(dev_dm.val_set) if sweep else None,  # the images that chose ft_lr
         "ft_train_images": len(final_dm.train_set), "ft_top1": round(float(test), 5),
         "ft_wall_s": round(time.time() - t0, 1),
     }
