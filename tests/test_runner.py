@@ -195,3 +195,20 @@ def test_a_bit_resnet_trains_and_evaluates_through_the_runner(tmp_path):
     assert main(["run", str(path), "--results-dir", str(tmp_path)]) == 0
     row = pd.read_csv(tmp_path / "bit_smoke" / "runs.csv").iloc[0]
     assert row["model"] == "R26x1" and row["steps"] == 3 and 0 <= row["top1"] <= 1 and 0 <= row["fewshot_5"] <= 1
+
+
+def test_a_checkpoint_alone_rebuilds_the_trained_model(pretrained_run):
+    """Checkpoints record the registry name and every architecture field (here depth 2, not the registry's
+    6): the file alone rebuilds the network with its trained weights and head."""
+    import torch
+
+    from vitrepro.models import checkpoint_model_spec, model_from_checkpoint
+
+    ckpt = pretrained_run / "checkpoints" / "last.ckpt"
+    spec = checkpoint_model_spec(ckpt)
+    assert spec["name"] == "ViT-C/4" and spec["depth"] == 2 and spec["posemb"] == "learned_1d"
+    model = model_from_checkpoint(ckpt).eval()
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    assert all(torch.equal(v, saved[f"model.{k}"]) for k, v in model.state_dict().items())
+    x = torch.randn(2, 3, 32, 32)
+    assert model(x).shape == (2, 10) and model_from_checkpoint(ckpt, num_classes=3)(x).abs().sum() == 0  # zero head

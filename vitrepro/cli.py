@@ -24,6 +24,7 @@ import argparse
 import os
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -163,63 +164,84 @@ def _resolve_roots_and_placeholders(runs, args, exp) -> None:
                                   f"variable {m[1]} (or override it: --{key}=VALUE)")
 
 
-def _open_data(runs, exp, strict: bool = True) -> None:
-    """Check what each run reads before anything trains, and name its data by content.
+@dataclass(frozen=True)
+class _DataFacts:
+    """What the pre-flight learns of one data config: its content id, the class with the fewest training
+    images (for the shots check), and the class count and resolution a checkpoint is loaded at."""
 
-    Each distinct data config is opened once (cheap: finds the layout, counts classes and images per
-    class, fingerprints the files): the run's ``data`` and, when it fine-tunes, the target ``data`` +
-    ``finetune.data``. A subset larger than the split, more shots than a class has, a missing
-    ``init.checkpoint`` or one of another architecture is an ``ExperimentError`` naming the key. Each
-    run's ``data_ids`` gets the fingerprints (its run id names the data by content, not by path).
-    ``strict=False`` (a dry run): nothing is refused and an unreadable data set is named by its root."""
+    fingerprint: str
+    fewest: int
+    fewest_class: int
+    num_classes: int
+    img_size: int
+
+
+def _read_data_facts(data: dict) -> _DataFacts:
+    """Open a data config (cheap: finds the layout, counts classes and images per class, fingerprints the
+    files). Raises what ``ImageClassificationDataModule`` raises (a too-large subset included)."""
     import numpy as np
 
     from .data import ImageClassificationDataModule
+
+    dm = ImageClassificationDataModule(**data)
+    dm.split_indices()  # labels only: a too-large subset fails here
+    counts = np.bincount(dm.fewshot_pool_labels(), minlength=dm.num_classes)
+    return _DataFacts(f"{dm.dataset}:{dm.source.fingerprint}", int(counts.min()), int(counts.argmin()),
+                      dm.num_classes, dm.img_size)
+
+
+def _open_data(runs, exp, strict: bool = True) -> None:
+    """Check what each run reads before anything trains, and name its data by content.
+
+    Each distinct data config is opened once: the run's ``data`` and, when it fine-tunes, the target
+    ``data`` + ``finetune.data``. A subset larger than the split, more shots than a class has, a missing
+    ``init.checkpoint`` or one of another architecture is an ``ExperimentError`` naming the key. Each
+    run's ``data_ids`` gets the fingerprints (its run id names the data by content, not by path).
+    ``strict=False`` (a dry run): nothing is refused and an unreadable data set is named by its root."""
     from .experiments.spec import ExperimentError
     from .experiments.stages import init_checkpoint, pretrained_model
 
-    seen: dict[str, tuple[str, int, int] | None] = {}
+    opened: dict[str, _DataFacts | Exception] = {}
     checked: set[str] = set()
+
+    def facts(data: dict) -> _DataFacts | Exception:
+        sig = repr(sorted(data.items()))
+        if sig not in opened:
+            try:
+                opened[sig] = _read_data_facts(data)
+            except (ValueError, FileNotFoundError, RuntimeError, OSError) as e:
+                opened[sig] = e
+        return opened[sig]
+
     for r in runs:
-        if "name" not in r.config["model"]:  # the model is the one init.checkpoint names
-            _model_from_checkpoint(r, exp, strict)
         def refuse(key: str, e: Exception):
             raise ExperimentError(f"{exp.path}: scale {r.scale}: key '{key}': {' '.join(str(e).split())}") from None
 
+        if "name" not in r.config["model"]:  # the model is the one init.checkpoint names
+            _model_from_checkpoint(r, exp, strict)
         targets = [("data", r.config["data"])]
         if "finetune" in r.config:
             targets.append(("finetune.data", {**r.config["data"], **r.config["finetune"]["data"]}))
         for key, data in targets:
-            sig = repr(sorted(data.items()))
-            if sig not in seen:
-                try:
-                    dm = ImageClassificationDataModule(**data)
-                    dm.split_indices()  # labels only: a too-large subset fails here
-                    counts = np.bincount(dm.fewshot_pool_labels(), minlength=dm.num_classes)
-                    seen[sig] = (f"{dm.dataset}:{dm.source.fingerprint}", int(counts.min()), int(counts.argmin()),
-                                 dm.num_classes, dm.img_size)
-                except (ValueError, FileNotFoundError, RuntimeError, OSError) as e:
-                    if strict:
-                        refuse(key, e)
-                    seen[sig] = None
-            if seen[sig] is None:
+            f = facts(data)
+            if isinstance(f, Exception):
+                if strict:
+                    refuse(key, f)
                 continue
-            fingerprint, fewest, cls, num_classes, img_size = seen[sig]
-            r.data_ids[key] = fingerprint
+            r.data_ids[key] = f.fingerprint
             shots = max(r.config["eval"]["shots"]) if key == "data" and "eval" in r.config else 0
-            if strict and shots > fewest:
-                refuse("eval.shots", ValueError(f"{shots}-shot needs {shots} examples of class {cls}, the pool has "
-                                                f"{fewest}"))
-        if strict and (r.config.get("init") or {}).get("checkpoint") and seen.get(repr(sorted(r.config["data"].items()))):
-            ckpt_key = repr((r.config["model"], r.config["init"]["checkpoint"]))
-            if ckpt_key not in checked:  # the file exists and fits the model (loads it once, on CPU)
-                checked.add(ckpt_key)
-                try:
-                    init_checkpoint(r.config)
-                    _, _, _, num_classes, img_size = seen[repr(sorted(r.config["data"].items()))]
-                    pretrained_model(r.config, num_classes, img_size)
-                except (ValueError, FileNotFoundError) as e:
-                    refuse("init.checkpoint", e)
+            if strict and shots > f.fewest:
+                refuse("eval.shots", ValueError(f"{shots}-shot needs {shots} examples of class {f.fewest_class}, "
+                                                f"the pool has {f.fewest}"))
+        own = facts(r.config["data"])
+        ckpt_key = repr((r.config["model"], (r.config.get("init") or {}).get("checkpoint")))
+        if strict and (r.config.get("init") or {}).get("checkpoint") and ckpt_key not in checked:
+            checked.add(ckpt_key)  # the file exists and fits the model (loaded once, on CPU)
+            try:
+                init_checkpoint(r.config)
+                pretrained_model(r.config, own.num_classes, own.img_size)
+            except (ValueError, FileNotFoundError) as e:
+                refuse("init.checkpoint", e)
 
 
 def _model_from_checkpoint(run, exp, strict: bool) -> None:
@@ -244,8 +266,11 @@ def _model_from_checkpoint(run, exp, strict: bool) -> None:
     run.config["model"] = {k: v for k, v in spec.items() if k not in ("num_classes", "img_size")}
 
 
-def cmd_run(args, extra: list[str], argv: list[str]) -> int:
-    from .experiments import Experiment, describe_runs, run_experiment
+def expand_command(args, extra: list[str]):
+    """``(experiment, runs)`` of a parsed ``vitrepro run`` command line: the file's runs at ``--scale`` with
+    the overrides, the ``--cell`` selection (each cell once), the data root and ``${NAME}`` placeholders
+    filled. Raises ``ValueError`` (``ExperimentError``) for a bad file, override or cell."""
+    from .experiments import Experiment
 
     exp = Experiment(args.config)
     runs = exp.expand(args.scale, parse_overrides(extra))
@@ -255,6 +280,13 @@ def cmd_run(args, extra: list[str], argv: list[str]) -> int:
             raise ValueError(f"{exp.path}: --cell {bad[0]} is out of range: the grid has cells 0..{len(runs) - 1}")
         runs = [runs[i] for i in dict.fromkeys(args.cell)]
     _resolve_roots_and_placeholders(runs, args, exp)
+    return exp, runs
+
+
+def cmd_run(args, extra: list[str], argv: list[str]) -> int:
+    from .experiments import describe_runs, run_experiment
+
+    exp, runs = expand_command(args, extra)
     _check_devices(runs, exp)
     if args.logger == "tensorboard":
         _require_tensorboard()

@@ -170,8 +170,9 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
             hold-out is class-balanced and seeded; the resolved number is ``self.val_fraction``.
         train_augment: training preset of :func:`vitrepro.data.transforms.build_transform`:
             ``"pad_crop"``, ``"inception_crop"``, ``"flip"`` or ``"none"``.
-        seed: seed of the dev split and of the train subset (not of the augmentation, which uses
-            torch's RNG as seeded by ``lightning.seed_everything``).
+        seed: seed of the dev split, of the train subset and of the training order and augmentations
+            (``ResumableSampler``: each item of each epoch augmented under its own seed, so a resumed
+            run sees the same batches).
         cache_in_memory: decode the whole train and test splits once into uint8 tensors
             (process-wide cache shared by all DataModules) and augment tensors; needs images of
             one size. ``None``: True for cifar10/cifar100, False otherwise (Pets, Flowers and

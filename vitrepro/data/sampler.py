@@ -42,7 +42,8 @@ class ResumableSampler(DistributedSampler):
         seed: the run's seed; epoch ``e`` uses ``default_rng([seed, e])``.
 
     ``len()`` is this rank's share of a whole epoch, ``ceil(n / world)`` (a resumed epoch yields fewer:
-    the loop ends it when the iterator stops). ``set_epoch`` is called by Lightning every epoch.
+    the loop ends it when the iterator stops). ``set_epoch`` (Lightning calls it every epoch) is used when
+    no ``epoch_source`` is given.
     """
 
     def __init__(self, n: int, seed: int = 0, epoch_source: Callable[[], int] | None = None):

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import yaml
 
 from ..data import ImageClassificationDataModule
-from ..tasks.finetune import load_pretrained
+from ..models.checkpoint import load_pretrained, run_checkpoint
 from .fewshot import DEFAULT_L2_REG, evaluate_fewshot, extract_features
 
 
@@ -23,15 +23,8 @@ def resolve_run(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any], Pa
     Raises ``FileNotFoundError`` naming the missing ``config.yaml`` (not a run directory), or the missing
     ``checkpoints/last.ckpt`` with the command that writes it (checkpoints are not committed).
     """
-    run_dir = Path(run_dir)
-    cfg_path, ckpt = run_dir / "config.yaml", run_dir / "checkpoints" / "last.ckpt"
-    if not cfg_path.exists():
-        raise FileNotFoundError(f"{run_dir}: no config.yaml; expected a run directory written by `vitrepro run` "
-                                f"(results/<experiment>/runs/<run_id>) or a checkpoint file")
-    saved = yaml.safe_load(cfg_path.read_text())
-    if not ckpt.exists():
-        raise FileNotFoundError(f"{ckpt} not found: checkpoints are not committed; `{saved.get('command', 'vitrepro run')}` "
-                                f"writes it (add --results-dir {run_dir.parents[2]} to write it here)")
+    ckpt = run_checkpoint(run_dir)
+    saved = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
     cfg = saved["config"]
     return dict(cfg["model"]), dict(cfg["data"]), ckpt
 

@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
+from .protocols import write_run_config
 from .records import LEAD_COLUMNS, write_record, write_table
 
 PROVENANCE = ("wall_s", "hardware", "devices", "precision", "data", "command", "vitrepro", "torch", "finished_at",
@@ -30,17 +30,11 @@ PROVENANCE = ("wall_s", "hardware", "devices", "precision", "data", "command", "
 
 def _expand(command: str):
     """The runs a legacy row's command stands for, with their data opened (non-strict)."""
-    from ..cli import _build_parser, _open_data, _resolve_roots_and_placeholders, parse_overrides
-    from .spec import Experiment
+    from ..cli import _build_parser, _open_data, expand_command
 
-    argv = shlex.split(command)[1:]
-    args, extra = _build_parser().parse_known_args(argv)
+    args, extra = _build_parser().parse_known_args(shlex.split(command)[1:])
     args.dry_run = True
-    exp = Experiment(args.config)
-    runs = exp.expand(args.scale, parse_overrides(extra))
-    if args.cell:
-        runs = [runs[i] for i in dict.fromkeys(args.cell)]
-    _resolve_roots_and_placeholders(runs, args, exp)
+    exp, runs = expand_command(args, extra)
     _open_data(runs, exp, strict=False)
     return runs
 
@@ -91,9 +85,7 @@ def migrate(exp_dir: Path, renames: dict[str, str] | None = None, log=print) -> 
             write_record(new_dir, {"run_id": run.run_id, "experiment": run.experiment, "task": run.task,
                                    "status": "finished", "scale": run.scale, "cell": run.cell, "metrics": metrics,
                                    "provenance": provenance, "error": None})
-            (new_dir / "config.yaml").write_text(yaml.safe_dump(
-                {"run_id": run.run_id, "task": run.task, "command": command, "scale": run.scale, "cell": run.cell,
-                 "config": run.config}, sort_keys=False))
+            write_run_config(run, new_dir, command)
             done[row["run_id"]] = run.run_id
             log(f"{row['run_id']} -> {run.run_id}")
     write_table(exp_dir)

@@ -17,7 +17,7 @@ Add one with ``@register_protocol(name, required=..., optional=...)`` on a funct
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -100,12 +100,11 @@ def is_global_zero() -> bool:
     return rank_zero_only.rank == 0
 
 
-def write_run_config(ctx: RunContext) -> None:
-    """``config.yaml``: the run id, task, command, scale, cell and the resolved config."""
-    r = ctx.run
-    (ctx.run_dir / "config.yaml").write_text(yaml.safe_dump(
-        {"run_id": r.run_id, "task": r.task, "command": ctx.command, "scale": r.scale, "cell": r.cell,
-         "config": r.config}, sort_keys=False))
+def write_run_config(run: "RunSpec", run_dir: Path, command: str) -> None:
+    """``run_dir/config.yaml``: the run id, task, command, scale, cell and the resolved config."""
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(
+        {"run_id": run.run_id, "task": run.task, "command": command, "scale": run.scale, "cell": run.cell,
+         "config": run.config}, sort_keys=False))
 
 
 def evaluate(model: torch.nn.Module, dm: ImageClassificationDataModule, eval_cfg: dict, top1: bool = True) -> dict:
@@ -150,7 +149,7 @@ def _train_from_scratch(ctx: RunContext, mpp: bool) -> Outcome | None:
     trainer, state = build_trainer(cfg["trainer"], ctx.run_dir, dm, CheckpointConfig(**cfg.get("checkpoint", {})),
                                    step, extra, tensorboard=ctx.tensorboard)
     if trainer.is_global_zero:
-        write_run_config(ctx)
+        write_run_config(ctx.run, ctx.run_dir, ctx.command)
         if ckpt is not None:
             ctx.log(f"  resuming from {ckpt.relative_to(ctx.run_dir)} at step {step}")
     t0 = time.time()
@@ -198,7 +197,7 @@ def finetune(ctx: RunContext) -> Outcome | None:
     make = lambda k, img_size: pretrained_model(cfg, k, img_size)  # noqa: E731
     init_checkpoint(cfg)  # a missing checkpoint fails here, before any training
     if is_global_zero():
-        write_run_config(ctx)
+        write_run_config(ctx.run, ctx.run_dir, ctx.command)
     ft = finetune_stage(make, cfg, ctx.run_dir, ctx.run.run_id, is_writer=is_global_zero(), log=ctx.log)
     if not is_global_zero():
         return None
@@ -217,7 +216,7 @@ def fewshot(ctx: RunContext) -> Outcome | None:
     if not is_global_zero():  # one process: no training, nothing to distribute
         return None
     cfg = ctx.cfg
-    write_run_config(ctx)
+    write_run_config(ctx.run, ctx.run_dir, ctx.command)
     dm = ImageClassificationDataModule(**cfg["data"])
     dm.setup()
     model = pretrained_model(cfg, dm.num_classes, cfg["data"]["img_size"])

@@ -15,32 +15,17 @@ then the metrics and the provenance (``command``, ``hardware``, ``wall_s``, ``da
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from filelock import FileLock
 
+from ..atomic import write_text
+
 RECORD = "record.json"
 STATUSES = ("finished", "failed")
 LEAD_COLUMNS = ("run_id", "experiment", "task", "status", "scale")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def write_record(run_dir: Path, record: dict[str, Any]) -> Path:
@@ -51,7 +36,7 @@ def write_record(run_dir: Path, record: dict[str, Any]) -> Path:
         raise ValueError(f"a run record needs {', '.join(LEAD_COLUMNS)} and a status in {STATUSES}; "
                          f"missing {missing}, status {record.get('status')!r}")
     path = Path(run_dir) / RECORD
-    atomic_write_text(path, json.dumps(record, indent=1, default=_plain) + "\n")
+    write_text(path, json.dumps(record, indent=1, default=_plain) + "\n")
     return path
 
 
@@ -100,7 +85,7 @@ def write_table(exp_dir: Path) -> Path:
     exp_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(str(exp_dir / ".runs.lock")):
         table = collect(exp_dir)
-        atomic_write_text(exp_dir / "runs.csv", table.to_csv(index=False))
+        write_text(exp_dir / "runs.csv", table.to_csv(index=False))
     return exp_dir / "runs.csv"
 
 
@@ -111,5 +96,5 @@ def finished_runs(runs_csv: Path) -> pd.DataFrame:
     return df[df["status"] == "finished"].reset_index(drop=True) if "status" in df else df
 
 
-__all__ = ["RECORD", "STATUSES", "LEAD_COLUMNS", "atomic_write_text", "write_record", "read_record", "flatten",
+__all__ = ["RECORD", "STATUSES", "LEAD_COLUMNS", "write_record", "read_record", "flatten",
            "collect", "write_table", "finished_runs"]

@@ -29,10 +29,9 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
-import inspect
 import json
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import lightning as L
-import yaml
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 
 from ..data import ImageClassificationDataModule
 from ..models import create_model
+from ..models.checkpoint import run_checkpoint
 from ..tasks import FinetuneConfig, FinetuneTask, load_pretrained
 from ..tasks.sweep import sweep_in_lockstep
 from .sections import FINETUNE_FIELDS, FINETUNE_TRAINER_CARRY
@@ -35,12 +35,12 @@ def init_checkpoint(cfg: dict[str, Any]) -> Path | None:
     if ckpt is None:
         return None
     path = Path(ckpt)
+    if path.is_dir() and (path / "config.yaml").is_file():
+        try:
+            return run_checkpoint(path)
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"init.checkpoint: {e}, or point init.checkpoint at your own run") from None
     if path.is_dir():
-        if (path / "config.yaml").is_file() and not (path / "checkpoints" / "last.ckpt").is_file():
-            command = (yaml.safe_load((path / "config.yaml").read_text()) or {}).get("command", "vitrepro run ...")
-            raise FileNotFoundError(f"init.checkpoint {ckpt}: the run has no checkpoints/last.ckpt (checkpoints are "
-                                    f"not committed): `{command}` writes it, with --results-dir "
-                                    f"{path.parents[2]} to put it here, or point init.checkpoint at your own run")
         path = path / "checkpoints" / "last.ckpt"
     if not path.is_file():
         raise FileNotFoundError(f"init.checkpoint {ckpt}: {path} not found; expected a checkpoint file "
@@ -85,7 +85,8 @@ def finetune_stage(make: Callable[[int, int], nn.Module], cfg: dict[str, Any], r
                    is_writer: bool, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Fine-tune as App. B.1.1 and return the row's ``ft_*`` entries: ``ft_dataset``, ``ft_img_size``,
     ``ft_steps``, ``ft_lr`` (picked), ``ft_dev_top1`` (its dev score, when swept), ``ft_sweep`` (lr: dev
-    top-1 for each), ``ft_dev_images`` (how many dev images picked it), ``ft_train_images``, ``ft_top1`` (test top-1 of the final fine-tune, a fraction) and
+    top-1 for each), ``ft_dev_images`` (how many dev images picked it), ``ft_train_images``, ``ft_top1``
+    (test top-1 of the final fine-tune, a fraction) and
     ``ft_wall_s``.
 
     ``make(num_classes, img_size)`` builds the starting network. Logs go to ``run_dir/finetune/``.

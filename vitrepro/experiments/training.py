@@ -41,7 +41,7 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_only
 
-from .records import atomic_write_text
+from ..atomic import replace_into, write_text
 
 LAST = "last.ckpt"
 EPOCH_END = "epoch-end"  # checkpoints/epoch-end.ckpt
@@ -137,11 +137,14 @@ class _KeepingWriter(ExperimentWriter):
             reader = csv.DictReader(f)
             header = list(reader.fieldnames or [])
             rows = [r for r in reader if r.get("step") not in (None, "") and float(r["step"]) < self._keep_below]
-        with open(path + ".tmp", "w", newline="") as f:  # rank 0 alone logs
-            writer = csv.DictWriter(f, fieldnames=header)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(path + ".tmp", path)
+
+        def write(tmp: str) -> None:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=header)
+                writer.writeheader()
+                writer.writerows(rows)
+
+        replace_into(Path(path), write)
         self.metrics_keys = header
 
 
@@ -196,7 +199,7 @@ class ResumeState(Callback):
 
     def _write(self) -> None:
         if rank_zero_only.rank == 0:  # one writer under DDP
-            atomic_write_text(self.path, json.dumps(self.attempts, indent=1))
+            write_text(self.path, json.dumps(self.attempts, indent=1))
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         self.dm.epoch_source = lambda: trainer.current_epoch  # the sampler's epoch is the Trainer's
@@ -248,33 +251,33 @@ class ResumeState(Callback):
             torch.cuda.set_rng_state_all(state["cuda_rng"])
 
 
-def _readable(path: Path) -> str | None:
-    """None if ``path`` is a complete Lightning checkpoint with finite weights, else what is wrong."""
+def _check_checkpoint(path: Path) -> tuple[int | None, str | None]:
+    """``(global step, None)`` if ``path`` is a complete Lightning checkpoint with finite weights, else
+    ``(None, what is wrong)``."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, not a checkpoint, ...
-        return f"unreadable ({' '.join(str(e).split())[:120]})"
+        return None, f"unreadable ({' '.join(str(e).split())[:120]})"
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "loops" not in ckpt:
-        return "not a training checkpoint of Lightning (no state_dict or loop state)"
+        return None, "not a training checkpoint of Lightning (no state_dict or loop state)"
     bad = [k for k, v in ckpt["state_dict"].items() if torch.is_tensor(v) and v.is_floating_point()
            and not bool(torch.isfinite(v).all())]
     if bad:
-        return f"holds non-finite weights ({bad[0]})"
-    return None
+        return None, f"holds non-finite weights ({bad[0]})"
+    return int(ckpt["global_step"]), None
 
 
 def find_resume_checkpoint(run_dir: Path, warn: Callable[[str], None] = print,
                            set_aside: bool = True) -> tuple[Path, int] | None:
     """The newest usable checkpoint of a run and its global step: ``checkpoints/last.ckpt`` (steps, time,
-    end of training), ``checkpoints/epoch-end.ckpt`` or a SLURM ``hpc_ckpt_<n>.ckpt``. A truncated, unreadable or non-finite one is renamed ``<name>.corrupt`` (with
-    ``set_aside``: global rank 0 only) and ``warn`` says so, naming the file; the next is tried. None when
-    none is left (a fresh start)."""
+    end of training), ``checkpoints/epoch-end.ckpt`` or a SLURM ``hpc_ckpt_<n>.ckpt``. A truncated,
+    unreadable or non-finite one is renamed ``<name>.corrupt`` (with ``set_aside``: global rank 0 only) and
+    ``warn`` says so, naming the file; the next is tried. None when none is left (a fresh start)."""
     candidates = [run_dir / "checkpoints" / LAST, run_dir / "checkpoints" / f"{EPOCH_END}.ckpt",
                   *run_dir.glob("hpc_ckpt_*.ckpt")]
     for path in sorted((p for p in candidates if p.is_file()), key=lambda p: p.stat().st_mtime, reverse=True):
-        problem = _readable(path)
+        step, problem = _check_checkpoint(path)
         if problem is None:
-            step = int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
             return path, step
         if set_aside:
             aside = path.with_name(path.name + ".corrupt")
@@ -282,7 +285,6 @@ def find_resume_checkpoint(run_dir: Path, warn: Callable[[str], None] = print,
             warn(f"warning: checkpoint {path} {problem}; set aside as {aside.name}; the run restarts from an "
                  f"older checkpoint or from scratch")
     return None
-
 
 
 def build_trainer(trainer_kwargs: dict[str, Any], run_dir: Path, datamodule, checkpoint: CheckpointConfig,

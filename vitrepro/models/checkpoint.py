@@ -59,6 +59,26 @@ def checkpoint_model_spec(path: str | Path) -> dict[str, Any] | None:
     return dict(spec) if spec else None
 
 
+def run_checkpoint(run_dir: str | Path) -> Path:
+    """``<run_dir>/checkpoints/last.ckpt`` of a run directory written by ``vitrepro run``. Raises
+    ``FileNotFoundError`` when ``run_dir`` has no ``config.yaml`` (not a run directory), or when the
+    checkpoint is missing, naming the command (from ``config.yaml``) that writes it: checkpoints are not
+    committed, so a fresh clone's run directories hold records and logs only."""
+    run_dir = Path(run_dir)
+    cfg_path, ckpt = run_dir / "config.yaml", run_dir / "checkpoints" / "last.ckpt"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{run_dir}: no config.yaml; expected a run directory written by `vitrepro run` "
+                                f"(results/<experiment>/runs/<run_id>) or a checkpoint file")
+    if not ckpt.is_file():
+        import yaml
+
+        command = (yaml.safe_load(cfg_path.read_text()) or {}).get("command", "vitrepro run ...")
+        where = run_dir.parents[2] if len(run_dir.parents) > 2 else run_dir.parent
+        raise FileNotFoundError(f"{run_dir} has no checkpoints/last.ckpt (checkpoints are not committed): "
+                                f"`{command}` writes it, with --results-dir {where} to put it here")
+    return ckpt
+
+
 def model_from_checkpoint(path: str | Path, num_classes: int | None = None, img_size: int | None = None) -> nn.Module:
     """The model a checkpoint of ours describes, with its weights; with ``num_classes`` a zero head of that
     size (as ``load_pretrained``), at ``img_size`` (None: the checkpoint's). Raises ``ValueError`` when the
@@ -452,6 +472,6 @@ def save_npz(model: nn.Module, path: str | os.PathLike, layout: str | None = Non
 
 
 __all__ = ["MODEL_KEY", "TORCH_SUFFIXES", "CHECKPOINT_SUFFIXES", "CheckpointMismatchError", "CheckpointKeyError",
-           "LAYOUTS", "model_spec", "checkpoint_model_spec", "model_from_checkpoint", "load_pretrained",
+           "LAYOUTS", "run_checkpoint", "model_spec", "checkpoint_model_spec", "model_from_checkpoint", "load_pretrained",
            "describe_state_dict", "load_timm_state_dict", "load_state_dict_strict", "load_npz", "save_npz",
            "to_npz_dict"]

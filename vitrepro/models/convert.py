@@ -34,7 +34,6 @@ token's embedding. ``img_size`` first sets the model's resolution (``set_input_s
 """
 from __future__ import annotations
 
-import os
 import re
 from typing import Any, Callable, Mapping
 
@@ -44,7 +43,6 @@ from torch import nn
 
 from .bit import BiTResNet
 from .hybrid import HybridVisionTransformer
-from .posemb import resample_posemb_1d, resample_posemb_grid
 from .vit import VisionTransformer
 
 LAYOUTS = ("vit_jax", "big_vision", "big_transfer")

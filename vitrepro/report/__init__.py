@@ -4,7 +4,6 @@
 ``data_size``: Figures 3 and 4 (Sec. 4.3), transfer accuracy versus pre-training data size.
 """
 
-from vitrepro.report.atomic import save_figure, write_text
 from vitrepro.report.pos_emb import (
     describe_runs,
     load_paper,
@@ -22,8 +21,6 @@ REPORTS = {"pos_emb_table8": write_report, "data_size_scaling": data_size.write_
 
 __all__ = [
     "REPORTS",
-    "save_figure",
-    "write_text",
     "data_size",
     "describe_runs",
     "load_paper",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .atomic import save_figure, write_text
+from ..atomic import save_figure, write_text
 
 MEASURES = {"fewshot_5": "5-shot linear", "fewshot_25": "25-shot linear", "top1": "pre-training top-1",
             "ft_top1": "fine-tuned top-1"}

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .atomic import save_figure, write_text
+from ..atomic import save_figure, write_text
 
 __all__ = [
     "POSEMB_ORDER",

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 import torchmetrics
 
 from ..models.checkpoint import MODEL_KEY, model_spec
-from .optim import SCHEDULES, build_optimizer, kernel_param_groups, warmup_decay  # noqa: F401 (re-exported)
+from .optim import SCHEDULES, build_optimizer
 
 LOSSES = ("softmax_xent", "sigmoid_xent")
 

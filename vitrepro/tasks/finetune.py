@@ -14,7 +14,8 @@ Protocol (Sec. 3.2 "Fine-tuning and higher resolution", Sec. 4.1, App. B.1.1, vi
   ``Trainer(gradient_clip_val=1.0, gradient_clip_algorithm="norm")``, see ``FinetuneConfig.trainer_kwargs``);
 - learning rate and steps from the Table 4 sweep (``vitrepro.tasks.sweep``), picked on a held-out dev split.
 
-``load_pretrained`` (in ``vitrepro.models.checkpoint``, re-exported here) reads every checkpoint kind the suite meets: a Lightning checkpoint written by our
+``load_pretrained`` (in ``vitrepro.models.checkpoint``, re-exported here) reads every checkpoint kind the
+suite meets: a Lightning checkpoint written by our
 runner (``runs/<id>/checkpoints/last.ckpt``, keys ``model.<our keys>``), a state_dict in our names, a timm
 state_dict (``.pth``/``.pt``/``.bin``/``.safetensors``) and Google's ``.npz`` (vit_jax, big_vision,
 big_transfer layouts).

@@ -31,7 +31,7 @@ from torch import nn
 from ..models.hybrid import HybridVisionTransformer
 from ..models.vit import VisionTransformer
 from .classification import record_model
-from .optim import SCHEDULES, build_optimizer, warmup_decay  # noqa: F401
+from .optim import SCHEDULES, build_optimizer
 
 NUM_COLORS = 512  # 3 bits per channel
 
