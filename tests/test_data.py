@@ -344,9 +344,9 @@ def test_unknown_preset_raises():
 
 
 def test_unknown_dataset_raises():
-    with pytest.raises(ValueError, match=r"'mnist'.*cifar10, cifar100, imagefolder, imagenet, imagenet21k, pets, flowers"):
+    with pytest.raises(ValueError, match=r"'mnist'.*auto, cifar10, cifar100, imagefolder, imagenet, imagenet21k, pets, flowers"):
         ImageClassificationDataModule(dataset="mnist")
-    assert DATASETS == ("cifar10", "cifar100", "imagefolder", "imagenet", "imagenet21k", "pets", "flowers")
+    assert DATASETS == ("auto", "cifar10", "cifar100", "imagefolder", "imagenet", "imagenet21k", "pets", "flowers")
 
 
 @pytest.mark.parametrize("dataset", ["cifar100", "imagefolder", "imagenet", "imagenet21k", "pets", "flowers"])
@@ -365,7 +365,9 @@ def test_wrong_layout_raises(tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "train").mkdir()  # train/ without test/ or val/
     with pytest.raises(ValueError, match=re.escape(str(tmp_path)) + r".*python batches.*ImageFolder tree"):
-        ImageClassificationDataModule(root=str(tmp_path))
+        ImageClassificationDataModule(dataset="cifar10", root=str(tmp_path))
+    with pytest.raises(ValueError, match=re.escape(str(tmp_path)) + r" holds no data set.*ImageFolder tree.*python batches"):
+        ImageClassificationDataModule(root=str(tmp_path))  # dataset "auto"
     with pytest.raises(ValueError, match="ImageFolder tree"):
         ImageClassificationDataModule(dataset="imagefolder", root=str(tmp_path))
 
@@ -568,7 +570,7 @@ def flowers_fake(tmp_path_factory):
 def test_default_val_fractions(pets_fake):
     assert DEFAULT_VAL_FRACTION == {"cifar10": 0.02, "cifar100": 0.02, "imagefolder": 0.02, "imagenet": 0.01,
                                     "imagenet21k": 0.01, "pets": 0.1, "flowers": 0.1}
-    assert set(DEFAULT_VAL_FRACTION) == set(DATASETS)
+    assert set(DEFAULT_VAL_FRACTION) == set(DATASETS) - {"auto"}  # auto takes the fraction of the kind it finds
     assert ImageClassificationDataModule().val_fraction == 0.02
     assert ImageClassificationDataModule(val_fraction=None).val_fraction == 0.02
     root, _ = pets_fake

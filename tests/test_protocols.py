@@ -82,7 +82,7 @@ def test_task_errors(tmp_path, capsys):
 
 
 def test_a_needed_checkpoint_or_data_set_is_named(tmp_path, capsys):
-    assert main(["run", str(EXP / "transfer.yaml"), "--scale", "cpu", "--data-root", str(tmp_path)]) == 2
+    assert main(["run", str(EXP / "transfer.yaml"), "--scale", "local", "--data-root", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "init.checkpoint" in err and "VITREPRO_CHECKPOINT" in err
     assert main(["run", str(EXP / "transfer.yaml"), "--init.checkpoint=/no/such.ckpt"]) == 2

@@ -83,7 +83,8 @@ def test_the_run_id_names_the_data_by_content_not_by_path(capsys, tmp_path, monk
 def test_the_run_id_covers_what_changes_the_result_and_nothing_else(capsys):
     base = _dry_run_ids(capsys)
     for neutral in ("--trainer.enable_progress_bar=true", "--data.num_workers=2", "--trainer.log_every_n_steps=7",
-                    "--checkpoint.every_n_steps=5", "--eval.batch_size=64"):
+                    "--checkpoint.every_n_steps=5", "--eval.batch_size=64", "--trainer.accelerator=cpu",
+                    "--trainer.devices=2", "--trainer.strategy=ddp", "--trainer.num_nodes=1", "--data.dataset=auto"):
         assert _dry_run_ids(capsys, neutral) == base, neutral
     for changing in ("--optim.lr=0.01", "--seed=1", "--data.batch_size=16", "--trainer.max_steps=4"):
         assert not set(_dry_run_ids(capsys, changing)) & set(base), changing

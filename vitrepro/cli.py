@@ -5,6 +5,7 @@
                [--<section>.<key>=<value> ...]
   vitrepro report experiments/pos_emb_ablation.yaml [--scale S] [--results-dir DIR]
   vitrepro collect experiments/pos_emb_ablation.yaml [--results-dir DIR]
+  vitrepro compare experiments/pos_emb_ablation.yaml [--scale S] [--results-dir DIR] [--reference results]
   vitrepro fewshot results/pos_emb_ablation/runs/<run_id> [--data-root DIR] [--shots 1,5,10,25]
   vitrepro fewshot path/to/last.ckpt [--data-root DIR]         (our checkpoints name their model)
   vitrepro fewshot --model ViT-B/16 --checkpoint weights.npz --data-root DIR [--model.<field>=<value>]
@@ -64,6 +65,7 @@ RUN_EPILOG = """overrides (after the scale and the grid; values are YAML):
       --optim.lr=3e-4  --model.depth=8  --data.batch_size=64  --eval.shots=[1,5]
       --trainer.devices=8 --trainer.strategy=ddp --trainer.precision=bf16-mixed (any lightning.Trainer argument)
       --checkpoint.every_minutes=5  --data.dataset=imagefolder
+      --init.run=data_size_scaling/R50x1-49000  (start from that run of another experiment, in --results-dir)
   --seed=<int>                the training seed
 
 examples:
@@ -71,6 +73,7 @@ examples:
   vitrepro run experiments/pos_emb_ablation.yaml --scale cpu --data-root ../shared/data/cifar10-jpeg
   vitrepro run experiments/pos_emb_ablation.yaml --scale paper --dry-run
   vitrepro run experiments/pos_emb_ablation.yaml --cell 3 --results-dir results   # one cell, committed folder
+  vitrepro compare experiments/pos_emb_ablation.yaml --scale cpu     # your runs beside the committed ones
 """
 
 
@@ -90,13 +93,18 @@ def _build_parser() -> argparse.ArgumentParser:
                                "[--results-dir DIR] [--<section>.<key>=<value> ...]")
     report = sub.add_parser("report", help="rebuild an experiment's runs.csv from its records; redraw its report")
     collect = sub.add_parser("collect", help="rebuild an experiment's runs.csv from its per-run records")
-    for p in (run, report, collect):
+    compare = sub.add_parser("compare", help="put your runs beside the committed ones and the paper's numbers, "
+                             "cell by cell, with the differences")
+    for p in (run, report, collect, compare):
         p.add_argument("config", help="experiment YAML, e.g. experiments/pos_emb_ablation.yaml")
         p.add_argument("--results-dir", default=os.environ.get(RESULTS_ENV) or DEFAULT_RESULTS,
                        help=f"where <experiment>/ goes (default ${RESULTS_ENV} or {DEFAULT_RESULTS}; "
                             "the committed results: results)")
-    for p in (run, report):
+    for p in (run, report, compare):
         p.add_argument("--scale", help="a scale named in the file (default: its default_scale)")
+    for p in (report, compare):
+        p.add_argument("--reference", help="the committed results to compare with (default: the results/ folder "
+                       "beside the experiment's folder)")
     run.add_argument("--logger", choices=["csv", "tensorboard"], default="csv",
                      help="tensorboard: Lightning's TensorBoard logger beside the CSV log (needs tensorboard)")
     run.add_argument("--data-root", help=f"data set root (default ${DATA_ROOT_ENV}; none = bundled sample)")
@@ -164,11 +172,57 @@ def _resolve_roots_and_placeholders(runs, args, exp) -> None:
                                   f"variable {m[1]} (or override it: --{key}=VALUE)")
 
 
+def reference_results(exp) -> Path:
+    """The committed results folder of the checkout an experiment file belongs to (``<repo>/results``)."""
+    return exp.path.parent.parent / "results"
+
+
+def _resolve_init_runs(runs, args, exp) -> None:
+    """Point ``init.checkpoint`` of each run that names ``init.run`` (and no checkpoint) at that run's
+    directory: in ``--results-dir`` first, else in the committed results. The run's cell then names the
+    directory (``checkpoint``), as if the grid had. Refuses a label that matches several runs and, unless a
+    dry run, one that matches none, naming the command that trains it."""
+    from .experiments.records import find_runs, read_record
+    from .experiments.spec import ExperimentError
+
+    mine, reference = Path(args.results_dir), reference_results(exp)
+    folders = [mine] + ([reference] if reference.is_dir() and reference.resolve() != mine.resolve() else [])
+    for r in runs:
+        init = r.config.get("init") or {}
+        ref = init.get("run")
+        if not ref or init.get("checkpoint"):
+            continue
+        upstream, label = ref.split("/", 1)
+        where = f"{exp.path}: scale {r.scale}: key 'init.run'"
+        for folder in folders:
+            found = find_runs(folder / upstream, label, r.scale)
+            if len(found) > 1:
+                raise ExperimentError(f"{where}: {ref} matches {len(found)} runs in {folder / upstream}: "
+                                      f"{', '.join(d.name for d in found)}; name one by its whole run id")
+            if found:
+                break
+        if not found:
+            if args.dry_run:
+                continue
+            raise ExperimentError(f"{where}: no finished run {label} of {upstream} at scale {r.scale} in {mine}: "
+                                  f"`vitrepro run {exp.path.parent / upstream}.yaml --scale {r.scale} --data-root DIR "
+                                  f"--results-dir {mine}` trains it")
+        run_dir = found[0]
+        if not args.dry_run and folder != mine and not (run_dir / "checkpoints" / "last.ckpt").is_file():
+            rec = read_record(run_dir)
+            raise ExperimentError(f"{where}: {run_dir} is a committed run without its checkpoint (checkpoints are "
+                                  f"not committed): `{rec['provenance']['command']} --results-dir {mine}` trains it "
+                                  f"({rec['provenance']['wall_s'] / 60:.0f} min on {rec['provenance']['hardware']})")
+        init["checkpoint"] = str(run_dir)
+        r.cell = {("checkpoint" if k == "run" else k): (str(run_dir) if k == "run" else v) for k, v in r.cell.items()}
+
+
 @dataclass(frozen=True)
 class _DataFacts:
     """What the pre-flight learns of one data config: its content id, the class with the fewest training
     images (for the shots check), and the class count and resolution a checkpoint is loaded at."""
 
+    dataset: str
     fingerprint: str
     fewest: int
     fewest_class: int
@@ -186,7 +240,7 @@ def _read_data_facts(data: dict) -> _DataFacts:
     dm = ImageClassificationDataModule(**data)
     dm.split_indices()  # labels only: a too-large subset fails here
     counts = np.bincount(dm.fewshot_pool_labels(), minlength=dm.num_classes)
-    return _DataFacts(f"{dm.dataset}:{dm.source.fingerprint}", int(counts.min()), int(counts.argmin()),
+    return _DataFacts(dm.dataset, f"{dm.dataset}:{dm.source.fingerprint}", int(counts.min()), int(counts.argmin()),
                       dm.num_classes, dm.img_size)
 
 
@@ -229,6 +283,11 @@ def _open_data(runs, exp, strict: bool = True) -> None:
                     refuse(key, f)
                 continue
             r.data_ids[key] = f.fingerprint
+            if data["dataset"] == "auto":  # the run names the kind found, as if it had been given
+                if key == "data":
+                    r.config["data"]["dataset"] = f.dataset
+                elif "dataset" in (ft := r.config["finetune"]["data"]) or "root" in ft:  # else: the run's own
+                    ft["dataset"] = f.dataset
             shots = max(r.config["eval"]["shots"]) if key == "data" and "eval" in r.config else 0
             if strict and shots > f.fewest:
                 refuse("eval.shots", ValueError(f"{shots}-shot needs {shots} examples of class {f.fewest_class}, "
@@ -280,6 +339,7 @@ def expand_command(args, extra: list[str]):
             raise ValueError(f"{exp.path}: --cell {bad[0]} is out of range: the grid has cells 0..{len(runs) - 1}")
         runs = [runs[i] for i in dict.fromkeys(args.cell)]
     _resolve_roots_and_placeholders(runs, args, exp)
+    _resolve_init_runs(runs, args, exp)
     return exp, runs
 
 
@@ -308,7 +368,8 @@ def cmd_run(args, extra: list[str], argv: list[str]) -> int:
 
 
 def _check_devices(runs, exp) -> None:
-    """Refuse, before anything is written, an accelerator this machine does not have."""
+    """Refuse, before anything is written, an accelerator this machine does not have, or a batch that does
+    not split evenly over ``trainer.devices x trainer.num_nodes`` processes."""
     import torch
 
     from .experiments.spec import ExperimentError
@@ -316,11 +377,18 @@ def _check_devices(runs, exp) -> None:
     available = {"cpu": True, "auto": True, "gpu": torch.cuda.is_available(), "cuda": torch.cuda.is_available(),
                  "mps": torch.backends.mps.is_available()}
     for r in runs:
-        accel = str(r.config["trainer"].get("accelerator", "auto"))
+        trainer = r.config["trainer"]
+        accel = str(trainer.get("accelerator", "auto"))
         if not available.get(accel, True):
             have = ", ".join(k for k, ok in available.items() if ok)
             raise ExperimentError(f"{exp.path}: scale {r.scale}: key 'trainer.accelerator': {accel!r} needs a device "
                                   f"this machine does not have (available: {have})")
+        devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
+        world = devices * nodes if isinstance(devices, int) and devices > 0 and isinstance(nodes, int) else 1
+        batch = r.config["data"]["batch_size"]
+        if batch % world:
+            raise ExperimentError(f"{exp.path}: scale {r.scale}: key 'data.batch_size': {batch} is the batch over all "
+                                  f"{world} devices and must divide by {world}")
 
 
 def _require_tensorboard() -> None:
@@ -358,6 +426,26 @@ def cmd_report(args) -> int:
         print(f"{exp.path} names no report (key 'report'); the runs are in {runs_csv}")
     for p in written:
         print(f"wrote {p}")
+    reference = Path(args.reference) if args.reference else reference_results(exp)
+    if reference.resolve() != Path(args.results_dir).resolve() and any((reference / exp.name).glob("runs/*/record.json")):
+        cmd_compare(args)
+    return 0
+
+
+def cmd_compare(args) -> int:
+    """Write and print ``compare_<scale>.md``: the runs of ``--results-dir`` beside those of the reference
+    folder (matched by run id) and the paper's numbers of the experiment's ``report.paper``."""
+    from .experiments import Experiment
+    from .report.compare import write_comparison
+
+    exp = Experiment(args.config)
+    scale = args.scale or exp.default_scale
+    exp.check_scale(scale)
+    reference = Path(args.reference) if args.reference else reference_results(exp)
+    paper = exp.path.parent / exp.report["paper"] if exp.report and exp.report.get("paper") else None
+    path = write_comparison(exp.name, scale, Path(args.results_dir), reference, paper)
+    print(path.read_text(), end="")
+    print(f"wrote {path}")
     return 0
 
 
@@ -459,6 +547,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "collect":
             cmd_collect(args)
             return 0
+        if args.command == "compare":
+            return cmd_compare(args)
         return cmd_report(args) if args.command == "report" else cmd_models(args)
     except (ValueError, FileNotFoundError) as e:  # ExperimentError is a ValueError
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)

@@ -17,11 +17,12 @@ from .readers import (
     read_flowers102,
     read_pets_annotations,
 )
-from .sources import DATASETS, SAMPLE_ROOT, DataSource, resolve_source
+from .sources import DATASETS, SAMPLE_ROOT, DataSource, detect_dataset, resolve_source
 from .transforms import PRESETS, Normalize127, build_transform, denormalize, normalize
 
 __all__ = [
     "DATASETS",
+    "detect_dataset",
     "DEFAULT_VAL_FRACTION",
     "EXPECTED_CLASSES",
     "PRESETS",

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .sampler import ResumableSampler, SeededItems
+from .sampler import ResumableSampler, SeededItems, _rank_world
 from .sources import DATASETS, DataSource, resolve_source
 from .transforms import build_transform
 
@@ -149,7 +149,9 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
         dataset: one of :data:`~vitrepro.data.sources.DATASETS`: ``"cifar10"``, ``"cifar100"``,
             ``"pets"`` (Oxford-IIIT Pets, 37 classes), ``"flowers"`` (Oxford Flowers-102, 102
             classes), ``"imagenet"`` / ``"imagenet21k"`` (ImageFolder trees with ``train/`` and
-            ``val/``; the class count is not checked) or ``"imagefolder"`` (any tree).
+            ``val/``; the class count is not checked), ``"imagefolder"`` (any tree) or ``"auto"``
+            (the default: the kind the root holds, :func:`vitrepro.data.sources.detect_dataset`;
+            ``self.dataset`` is the kind found).
         root: data root (see :func:`vitrepro.data.sources.resolve_source` for the layouts: official
             CIFAR python batches, torchvision's Pets / Flowers-102 layouts, or an ImageFolder tree).
             ``None``: for cifar10, the bundled 400+200-image sample (offline default). (The CLI
@@ -158,8 +160,11 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
             ``root`` (``./data`` when no root) if absent. Happens in ``__init__``.
         img_size: side of the square images produced, in pixels (32 for CIFAR from scratch; the
             paper fine-tunes at 384).
-        batch_size: training batch size (per process under DDP).
-        eval_batch_size: validation/test batch size (default ``batch_size``).
+        batch_size: training batch size: images per optimizer micro-step over all processes (the
+            paper's batch, e.g. 4096), split evenly across DDP processes (``batch_size / world
+            size`` each), so a run's result does not depend on how many devices run it. Raises
+            ``ValueError`` at the first training loader when it does not divide by the world size.
+        eval_batch_size: validation/test batch size per process (default ``batch_size``).
         num_workers: DataLoader worker processes (0 = load in the main process).
         train_size: if set, train on a class-balanced seeded subset of this many images of the
             non-dev part (nested across sizes for a fixed seed).
@@ -199,7 +204,7 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
 
     def __init__(
         self,
-        dataset: str = "cifar10",
+        dataset: str = "auto",
         root: str | None = None,
         download: bool = False,
         img_size: int = 32,
@@ -215,9 +220,7 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
         super().__init__()
         if dataset not in DATASETS:
             raise ValueError(f"unknown dataset {dataset!r}; allowed values: {', '.join(DATASETS)}")
-        if val_fraction is None:
-            val_fraction = DEFAULT_VAL_FRACTION[dataset]
-        if not 0.0 <= float(val_fraction) < 1.0:
+        if val_fraction is not None and not 0.0 <= float(val_fraction) < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
         if int(batch_size) < 1 or (eval_batch_size is not None and int(eval_batch_size) < 1):
             raise ValueError(f"batch sizes must be >= 1, got batch_size={batch_size!r}, eval_batch_size={eval_batch_size!r}")
@@ -225,7 +228,11 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
             raise ValueError(f"train_size must be >= 1 or None, got {train_size!r}")
         if int(num_workers) < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers!r}")
-        self.dataset = dataset
+        self.root = root
+        self.source: DataSource = resolve_source(dataset, root, download=download)
+        self.dataset = dataset = self.source.dataset  # "auto" resolved to the kind the root holds
+        if val_fraction is None:
+            val_fraction = DEFAULT_VAL_FRACTION[dataset]
         self.img_size = int(img_size)
         self.batch_size = int(batch_size)
         self.eval_batch_size = int(eval_batch_size) if eval_batch_size is not None else self.batch_size
@@ -239,8 +246,6 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
         self.train_transform = build_transform(train_augment, self.img_size, train=True)
         self.eval_transform = build_transform(train_augment, self.img_size, train=False)
 
-        self.root = root
-        self.source: DataSource = resolve_source(dataset, root, download=download)
         self.classes: list[str] = list(self.source.classes)
         self.num_classes: int = self.source.num_classes
 
@@ -335,7 +340,7 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
         if train:  # seeded order and augmentations, resumable mid-epoch (sampler.py)
             sampler = self.train_sampler = ResumableSampler(len(dataset), self.seed, self.epoch_source)
             if self._resume_at is not None:
-                sampler.resume_at(*self._resume_at)
+                sampler.resume_at(self._resume_at[0], self._resume_at[1] * batch_size)
                 self._resume_at = None
             dataset = SeededItems(dataset)
         return DataLoader(
@@ -354,19 +359,28 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
     def resume_at(self, epoch: int, batches: int) -> None:
         """The next training loader starts epoch ``epoch`` after ``batches`` batches of this rank
         (``ResumableSampler.resume_at``); called when a run restarts from a mid-epoch checkpoint."""
-        position = (int(epoch), int(batches) * self.batch_size)
         if self.train_sampler is not None:
-            self.train_sampler.resume_at(*position)
+            self.train_sampler.resume_at(int(epoch), int(batches) * self.rank_batch_size())
         else:
-            self._resume_at = position
+            self._resume_at = (int(epoch), int(batches))
+
+    def rank_batch_size(self) -> int:
+        """This process's share of ``batch_size``: ``batch_size / world size`` (1 process without DDP).
+        Raises ``ValueError`` when ``batch_size`` does not divide by the world size."""
+        _, world = _rank_world()
+        if self.batch_size % world:
+            raise ValueError(f"data.batch_size {self.batch_size} is the batch over all {world} processes and must "
+                             f"divide by {world}: use a multiple of {world}")
+        return self.batch_size // world
 
     def train_dataloader(self) -> DataLoader:
         """Loader over ``train_set`` in the ``ResumableSampler`` order (seeded per epoch, sharded per
-        rank under DDP, each item augmented under its own seed), ``batch_size``, ``drop_last=True``
+        rank under DDP, each item augmented under its own seed), ``batch_size / world size`` images a
+        process, ``drop_last=True``
         (unless the set is smaller than one batch). Batches: images float32 ``(B, 3, S, S)``, labels
         int64 ``(B,)``."""
         self.setup()
-        return self._loader(self.train_set, self.batch_size, train=True)
+        return self._loader(self.train_set, self.rank_batch_size(), train=True)
 
     def val_dataloader(self) -> DataLoader | list:
         """Loader over the dev set (``eval_batch_size``, not shuffled), or ``[]`` when

@@ -44,7 +44,9 @@ __all__ = ["DATASETS", "SAMPLE_ROOT", "DataSource", "resolve_source"]
 #: Dataset names accepted by :func:`resolve_source` and the DataModule: CIFAR-10/100, any
 #: ImageFolder tree, ImageNet (ILSVRC-2012) and ImageNet-21k (trees), and the paper's transfer
 #: datasets Oxford-IIIT Pets and Oxford Flowers-102 (Sec. 4.1).
-DATASETS = ("cifar10", "cifar100", "imagefolder", "imagenet", "imagenet21k", "pets", "flowers")
+DATASETS = ("auto", "cifar10", "cifar100", "imagefolder", "imagenet", "imagenet21k", "pets", "flowers")
+#: The class folders of a CIFAR-10 ImageFolder tree (torchvision's class names), which ``auto`` reads as cifar10.
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 #: The bundled offline sample (40 train + 20 test JPEGs per CIFAR-10 class); see sample/README.md.
 SAMPLE_ROOT = Path(__file__).resolve().parent / "sample" / "cifar10"
 
@@ -309,15 +311,42 @@ def _check_class_count(dataset: str, classes: list[str], where: Path, what: str)
         raise ValueError(
             f"dataset {dataset!r} expects {expected} classes but {where} {what.format(n=len(classes))} "
             f"({', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''}); for an ImageFolder tree of your "
-            f"own add --data.dataset=imagefolder"
+            f"own add --data.dataset=imagefolder (or --data.dataset=auto)"
         )
+
+
+def detect_dataset(root: str | os.PathLike | None) -> str:
+    """The data set a root holds, for ``dataset="auto"``: ``cifar10`` without a root (the bundled sample);
+    ``cifar10`` / ``cifar100`` for CIFAR python batches; ``pets`` / ``flowers`` for torchvision's layouts;
+    for an ImageFolder tree (``train/<class>/`` with ``test/`` or ``val/``) ``cifar10`` when its class
+    folders are CIFAR-10's ten (:data:`CIFAR10_CLASSES`), else ``imagefolder``.
+
+    Raises ``FileNotFoundError`` when ``root`` does not exist, ``ValueError`` (one line naming the root and
+    the layouts) when it holds none of these."""
+    if root is None:
+        return "cifar10"
+    root = Path(root).expanduser().resolve()
+    if not root.exists():
+        raise FileNotFoundError(f"data root {root} does not exist")
+    for dataset in ("cifar10", "cifar100"):
+        if root.is_dir() and _find_python_batches(root, dataset) is not None:
+            return dataset
+    for dataset in ("pets", "flowers"):
+        if root.is_dir() and _find_official(root, dataset) is not None:
+            return dataset
+    if root.is_dir() and _find_imagefolder(root, "imagefolder") is not None:
+        classes = _find_classes(root / "train")
+        return "cifar10" if sorted(classes) == list(CIFAR10_CLASSES) else "imagefolder"
+    raise ValueError(f"data root {root} holds no data set this suite reads: expected an ImageFolder tree "
+                     f"{root}/train/<class>/<image> with {root}/test/<class>/ (or val/), CIFAR python batches "
+                     f"(cifar-10-batches-py, cifar-100-python) or torchvision's Pets / Flowers-102 layouts")
 
 
 def resolve_source(dataset: str, root: str | os.PathLike | None = None, download: bool = False) -> DataSource:
     """Find the data for ``dataset`` and describe it, cheaply (no image is decoded or opened).
 
     Args:
-        dataset: one of :data:`DATASETS`. ``"imagenet"`` and ``"imagenet21k"`` are ImageFolder trees
+        dataset: one of :data:`DATASETS`; ``"auto"``: :func:`detect_dataset`. ``"imagenet"`` and ``"imagenet21k"`` are ImageFolder trees
             with ``train/`` and ``val/`` (``val/`` preferred over ``test/``); ``"imagefolder"`` any
             such tree; ``"pets"`` (Oxford-IIIT Pets, 37 classes) and ``"flowers"`` (Oxford
             Flowers-102, 102 classes) torchvision's layouts or a tree.
@@ -349,6 +378,11 @@ def resolve_source(dataset: str, root: str | os.PathLike | None = None, download
     """
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; allowed values: {', '.join(DATASETS)}")
+    if dataset == "auto":
+        if download:
+            raise ValueError(f"download needs a named data set, not 'auto': add --data.dataset= one of "
+                             f"{', '.join(DOWNLOADABLE)}")
+        dataset = detect_dataset(root)
     if download and dataset not in DOWNLOADABLE:
         raise ValueError(
             f"download=True is only supported for cifar10 and cifar100 (python batches) and pets and flowers "

@@ -1,6 +1,8 @@
 """Migrate a results folder written before per-run records (one appended ``runs.csv``) to the current layout.
 
 ``python -m vitrepro.experiments.migrate results/data_size_scaling [--rename OLD=NEW ...]``
+``python -m vitrepro.experiments.migrate --reidentify results/data_size_scaling [--rename OLD=NEW ...]``
+(a folder of records whose run ids changed with the code: see ``reidentify``)
 
 For each row of the legacy ``runs.csv`` the row's own command is expanded again with the current code
 (its data opened, so the run id names the data by content); the row is matched to the run of its grid
@@ -14,6 +16,7 @@ trained. Raises ``ValueError`` naming a row that matches no run of its command.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -22,17 +25,19 @@ from pathlib import Path
 import pandas as pd
 
 from .protocols import write_run_config
-from .records import LEAD_COLUMNS, write_record, write_table
+from .records import LEAD_COLUMNS, RECORD, read_record, write_record, write_table
 
 PROVENANCE = ("wall_s", "hardware", "devices", "precision", "data", "command", "vitrepro", "torch", "finished_at",
               "resumed")
 
 
-def _expand(command: str):
-    """The runs a legacy row's command stands for, with their data opened (non-strict)."""
+def _expand(command: str, results_dir: Path | None = None):
+    """The runs a row's command stands for, with their data opened (non-strict); ``init.run`` looked up in
+    ``results_dir`` when given."""
     from ..cli import _build_parser, _open_data, expand_command
 
-    args, extra = _build_parser().parse_known_args(shlex.split(command)[1:])
+    argv = shlex.split(command)[1:] + (["--results-dir", str(results_dir)] if results_dir else [])
+    args, extra = _build_parser().parse_known_args(argv)
     args.dry_run = True
     exp, runs = expand_command(args, extra)
     _open_data(runs, exp, strict=False)
@@ -92,12 +97,57 @@ def migrate(exp_dir: Path, renames: dict[str, str] | None = None, log=print) -> 
     return done
 
 
+def _plain_json(value) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def reidentify(exp_dir: Path, renames: dict[str, str] | None = None, log=print) -> dict[str, str]:
+    """Rename the run directories of a records folder whose run ids changed with the code (a change to what
+    a run id covers): each record's own command is expanded again (``init.run`` looked up beside
+    ``exp_dir``), the record matched to the run of its grid cell and seed, its directory renamed, and its
+    ``run_id``, command, cell and path-valued metrics rewritten with the renames (those of this folder and
+    ``renames``, from another experiment reidentified first); ``config.yaml`` is rewritten and ``runs.csv``
+    rebuilt. The measured values are kept as they are. Returns ``{old run id: new run id}``; raises
+    ``ValueError`` naming a record that matches no run of its command."""
+    exp_dir = Path(exp_dir)
+    renames = dict(renames or {})
+    records = [read_record(d) for d in sorted((exp_dir / "runs").iterdir()) if (d / RECORD).is_file()]
+    done: dict[str, str] = {}
+    commands = dict.fromkeys(r["provenance"]["command"] for r in records)
+    for command in commands:
+        new_command = _replace_all(command, renames)
+        runs = _expand(new_command, exp_dir.parent)
+        for rec in (r for r in records if r["provenance"]["command"] == command):
+            cell = _replace_all(_plain_json(rec["cell"]), renames)
+            seed = int(rec["metrics"].get("seed", 0))
+            match = [r for r in runs if _plain_json(r.cell) == cell and int(r.config["seed"]) == seed]
+            if len(match) != 1:
+                raise ValueError(f"{exp_dir}: record {rec['run_id']} matches {len(match)} runs of `{new_command}`")
+            run = match[0]
+            old_dir, new_dir = exp_dir / "runs" / rec["run_id"], exp_dir / "runs" / run.run_id
+            if old_dir != new_dir:
+                os.replace(old_dir, new_dir)
+            rec.update(run_id=run.run_id, cell=run.cell)
+            rec["provenance"]["command"] = new_command
+            rec["metrics"] = {k: (_replace_all(v, renames) if isinstance(v, str) else v)
+                              for k, v in rec["metrics"].items()}
+            write_record(new_dir, rec)
+            write_run_config(run, new_dir, new_command)
+            done[old_dir.name] = run.run_id
+            log(f"{old_dir.name} -> {run.run_id}")
+    write_table(exp_dir)
+    return done
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m vitrepro.experiments.migrate", description=__doc__.split("\n\n")[0])
     p.add_argument("exp_dir", help="an experiment's results folder holding a legacy runs.csv")
     p.add_argument("--rename", action="append", default=[], help="OLD=NEW run-directory renames to apply to commands")
+    p.add_argument("--reidentify", action="store_true", help="a records folder: rename its runs to the run ids the "
+                   "current code gives them")
     args = p.parse_args(argv)
-    migrate(Path(args.exp_dir), dict(r.split("=", 1) for r in args.rename))
+    renames = dict(r.split("=", 1) for r in args.rename)
+    (reidentify if args.reidentify else migrate)(Path(args.exp_dir), renames)
     return 0
 
 

@@ -15,6 +15,7 @@ then the metrics and the provenance (``command``, ``hardware``, ``wall_s``, ``da
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -96,5 +97,19 @@ def finished_runs(runs_csv: Path) -> pd.DataFrame:
     return df[df["status"] == "finished"].reset_index(drop=True) if "status" in df else df
 
 
+def find_runs(exp_dir: Path, label: str, scale: str | None = None) -> list[Path]:
+    """The finished runs of ``exp_dir`` named ``label``: a whole run id, or its cell label (the run id less
+    its 8-digit hash: ``R50x1-1000`` finds ``R50x1-1000-ffb16ae2``), of ``scale`` when given."""
+    found = []
+    for path in sorted(Path(exp_dir).glob(f"runs/*/{RECORD}")):
+        name = path.parent.name
+        if name != label and not re.fullmatch(re.escape(label) + r"-[0-9a-f]{8}", name):
+            continue
+        record = json.loads(path.read_text())
+        if record.get("status") == "finished" and (scale is None or record.get("scale") == scale):
+            found.append(path.parent)
+    return found
+
+
 __all__ = ["RECORD", "STATUSES", "LEAD_COLUMNS", "write_record", "read_record", "flatten",
-           "collect", "write_table", "finished_runs"]
+           "collect", "write_table", "finished_runs", "find_runs"]

@@ -33,9 +33,16 @@ class InitConfig:
     """Where ``finetune`` and ``fewshot`` runs start. ``checkpoint``: any file ``load_pretrained`` reads
     (our ``.ckpt``, a timm state_dict, a Google ``.npz``) or a run directory of ``vitrepro run``
     (its ``checkpoints/last.ckpt``); relative paths are taken from the working directory. None: a random
-    initialization (the smoke scales, which check the pipeline without a checkpoint)."""
+    initialization (the smoke scales, which check the pipeline without a checkpoint).
+
+    ``run``: the run of another experiment to start from, when ``checkpoint`` is not set:
+    ``<experiment name>/<run id or cell label>``, e.g. ``data_size_scaling/ViT_C_4-49000``: the finished run
+    of that label at the same scale in ``--results-dir`` (else in the committed ``results/``, whose run
+    directories name the command that trains them). The run is then identified and labelled by that run
+    directory, as if ``checkpoint`` had named it."""
 
     checkpoint: str | None = None
+    run: str | None = None
 
 
 @dataclass

@@ -53,12 +53,15 @@ RUN_SECTIONS = tuple(dict.fromkeys(k for p in PROTOCOLS.values() for k in p.sect
 #: Report kinds an experiment may name (``vitrepro.report.REPORTS``, not imported here: it loads plotting).
 REPORT_KINDS = ("pos_emb_table8", "data_size_scaling")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_RUN_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.][A-Za-z0-9_.-]*$")
 
 #: Entries that never change a run's result, left out of its id: where the data lives (the data set is
 #: named by its kind and content fingerprint instead), workers, progress bars and logging, the checkpoint
-#: interval (a resumed run ends as the uninterrupted one), evaluation batch sizes, the sweep's storage.
+#: interval (a resumed run ends as the uninterrupted one), evaluation batch sizes, the sweep's storage,
+#: and the devices (``data.batch_size`` is the batch over all of them, so 1 GPU or 8 train the same run).
 NOT_IN_ID = {"data": ("root", "download", "num_workers", "cache_in_memory", "eval_batch_size"),
-             "trainer": ("enable_progress_bar", "enable_model_summary", "log_every_n_steps"),
+             "trainer": ("enable_progress_bar", "enable_model_summary", "log_every_n_steps", "accelerator",
+                         "devices", "num_nodes", "strategy"),
              "eval": ("batch_size",)}
 
 
@@ -83,7 +86,8 @@ class RunSpec:
         """What determines the run's result: the config less ``NOT_IN_ID`` and the ``checkpoint`` and
         ``fewshot_callback`` sections; each data root replaced by the data set's fingerprint (its spelling
         when the data could not be opened, e.g. in a dry run without it); ``init.checkpoint`` by its last
-        path component (a run directory's name is its run id)."""
+        path component (a run directory's name is its run id; ``init.run`` is resolved to one by the command
+        line, and stands for itself until then)."""
         cfg = copy.deepcopy(self.config)
         for key in ("checkpoint", "fewshot_callback"):
             cfg.pop(key, None)
@@ -100,9 +104,12 @@ class RunSpec:
                 for k in NOT_IN_ID["data"]:
                     ft["data"].pop(k, None)
                 ft["data"]["copy"] = self.data_ids.get("finetune.data") or f"root:{self.config['finetune']['data'].get('root')}"
-        ckpt = (cfg.get("init") or {}).get("checkpoint")
-        if ckpt:
-            cfg["init"]["checkpoint"] = Path(str(ckpt).rstrip("/")).name
+        init = cfg.get("init")
+        if init is not None:  # a run directory is named by its run id; an unresolved init.run by itself
+            ckpt = init.get("checkpoint") or init.pop("run", None)
+            init.pop("run", None)
+            if ckpt:
+                init["checkpoint"] = Path(str(ckpt).rstrip("/")).name
         return cfg
 
     @property
@@ -187,7 +194,14 @@ def validate_run_config(cfg: dict, where: str, task: str = "pretrain") -> dict:
         raise ExperimentError(f"{where}: unknown key {unknown[0]!r} for task {task!r}: allowed are "
                               f"{', '.join(protocol.sections)}")
     model = dict(cfg.get("model") or {})
-    from_checkpoint = "init" in protocol.sections and bool((cfg.get("init") or {}).get("checkpoint"))
+    if "name" in model and model["name"] is None:  # model.name: null, as left out
+        del model["name"]
+        cfg["model"] = model
+    init = cfg.get("init") or {}
+    from_checkpoint = "init" in protocol.sections and bool(init.get("checkpoint") or init.get("run"))
+    if init.get("run") is not None and not (isinstance(init["run"], str) and _RUN_REF.match(init["run"])):
+        raise ExperimentError(f"{where}: key 'init.run': {init['run']!r} is not <experiment name>/<run id or cell "
+                              f"label>, e.g. data_size_scaling/ViT_C_4-49000")
     if "name" not in model and not from_checkpoint:
         raise ExperimentError(f"{where}: key 'model.name' is required (e.g. ViT-B/16, ViT-C/4)")
     if "name" in model:  # without a name the model is the one init.checkpoint names (filled in when it is opened)

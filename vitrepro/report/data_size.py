@@ -8,13 +8,16 @@ as fractions) and writes, per scale,
   test top-1 (Fig. 3's measure), in percent; then the ViT-minus-BiT differences per size and whether the
   difference grows with data, the paper's finding ("ResNets perform better with smaller pre-training
   datasets but plateau sooner than ViT");
-- ``data_size_<scale>.png``: accuracy versus subset size (log axis), one line per model, a panel per measure.
+- ``data_size_<scale>.png``: the paper's Figure 3 points (Table 5, ``results/paper/fig3_data_size.csv``)
+  beside ours: 5-shot linear and fine-tuned top-1 versus subset size (log axis), one line per model, error
+  bars over training seeds.
 
-Only rows present in ``runs.csv`` are shown; a missing run is "–". Nothing is filled in from the paper,
-whose Fig. 4 points are not tabulated.
+Only rows present in ``runs.csv`` are shown; a missing run is "–". Fig. 4's points are not tabulated in
+the paper, so none are drawn.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -91,33 +94,74 @@ def scaling_markdown(runs: pd.DataFrame, scale: str, runs_csv: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_scaling(runs: pd.DataFrame, scale: str):
-    """Accuracy versus pre-training images (log x), hue = model, one panel per measure; a matplotlib Figure
-    on the Agg canvas (pyplot's global state untouched)."""
+def _model_name(value) -> str:
+    """A runs.csv ``model`` value as a name: the cell may hold the whole section (``{'name': 'R50x1'}``)."""
+    text = str(value)
+    found = re.search(r"'name': '([^']+)'", text)
+    return found[1] if found else text
+
+
+def plot_scaling(runs: pd.DataFrame, scale: str, paper: pd.DataFrame | None = None):
+    """The paper's Figure 3 points (ImageNet top-1 after fine-tuning vs pre-training images, from
+    ``paper``, Table 5) beside ours: 5-shot linear and fine-tuned top-1 vs pre-training images, mean over
+    training seeds with the std as error bars, a tick at every subset size, one legend. Sized for a
+    paper's full text width (7 in) with 8-point text. A matplotlib Figure on the Agg canvas."""
     import seaborn as sns
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    measures = [m for m in MEASURES if m in runs.columns and runs[m].notna().any()]
-    long = runs.melt(id_vars=["train_size", "model"], value_vars=measures, var_name="measure", value_name="acc")
-    long["acc"] = long["acc"] * 100
-    fig = Figure(figsize=(4 * len(measures), 3.6), layout="constrained")
+    ours = runs.assign(model=runs["model"].map(_model_name))
+    measures = [m for m in ("fewshot_5", "ft_top1") if m in ours.columns and ours[m].notna().any()]
+    panels = (1 if paper is not None else 0) + len(measures)
+    fig = Figure(figsize=(7.0, 2.6), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(measures), squeeze=False)[0]
-    for ax, m in zip(axes, measures):
-        sns.lineplot(data=long[long["measure"] == m], x="train_size", y="acc", hue="model", marker="o", ax=ax,
-                     errorbar=None)
-        ax.set_xscale("log")
-        ax.set_title(MEASURES[m])
-        ax.set_xlabel("pre-training images")
-        ax.set_ylabel("accuracy (%)")
-    fig.suptitle(f"Data-size scaling, scale {scale} (cf. Figures 3 and 4)")
+    axes = list(fig.subplots(1, panels, squeeze=False)[0])
+    handles = {}
+    with sns.plotting_context("paper", font_scale=0.8):
+        if paper is not None:
+            ax = axes.pop(0)
+            greys = dict(zip(sorted(paper["model"].unique()), sns.color_palette("Greys_r", paper["model"].nunique() + 2)))
+            for (model, pts), marker in zip(paper.groupby("model"), "s^Dvp"):
+                pts = pts.sort_values("pretrain_images")
+                (line,) = ax.plot(pts["pretrain_images"], 100 * pts["imagenet_ft_top1"], marker=marker, ms=3.5,
+                                  lw=1, color=greys[model], label=f"paper {model}")
+                handles[line.get_label()] = line
+            ax.set_xscale("log")
+            ax.set_xticks(sorted(paper["pretrain_images"].unique()),
+                          [f"{d}\n{n / 1e6:g}M" for n, d in sorted(set(zip(paper["pretrain_images"],
+                                                                             paper["pretrain_dataset"])))])
+            ax.minorticks_off()
+            ax.set_title("Paper, Fig. 3 (Table 5):\nImageNet top-1, fine-tuned", fontsize=8)
+            ax.set_xlabel("pre-training images", fontsize=8)
+            ax.set_ylabel("accuracy (%)", fontsize=8)
+        colors = dict(zip(sorted(ours["model"].unique()), sns.color_palette("deep", ours["model"].nunique())))
+        sizes = sorted(ours["train_size"].unique())
+        seeds = ours.groupby(["model", "train_size"]).size()
+        n_text = str(seeds.min()) if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
+        n_text += " seed" if n_text == "1" else " seeds"
+        for ax, m in zip(axes, measures):
+            stats = ours.groupby(["model", "train_size"])[m].agg(["mean", "std"]).mul(100).reset_index()
+            for model, pts in stats.groupby("model"):
+                line = ax.errorbar(pts["train_size"], pts["mean"], yerr=pts["std"].fillna(0), marker="o", ms=3.5,
+                                   lw=1.2, capsize=2, color=colors[model], label=f"ours {model}")
+                handles[f"ours {model}"] = line
+            ax.set_xscale("log")
+            ax.set_xticks(sizes, [f"{int(s) // 1000}k" if s >= 1000 else str(int(s)) for s in sizes])
+            ax.minorticks_off()
+            ax.set_title(f"Ours ({scale}): {MEASURES[m]}\nCIFAR-10 subsets, {n_text}", fontsize=8)
+            ax.set_xlabel("pre-training images", fontsize=8)
+            ax.set_ylabel("accuracy (%)", fontsize=8)
+        for ax in fig.axes:
+            ax.tick_params(labelsize=7)
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=min(len(handles), 5),
+               fontsize=7, frameon=False)
     return fig
 
 
 def write_report(runs_csv: Path, paper_csv: Path | None, out_dir: Path, scale: str) -> list[Path]:
-    """Write ``data_size_<scale>.md`` and ``.png`` into ``out_dir``; return their paths. ``paper_csv`` is
-    unused (Fig. 4's points are not tabulated). Raises as ``load_scaling_runs``."""
+    """Write ``data_size_<scale>.md`` and ``.png`` into ``out_dir``; return their paths. ``paper_csv``: the
+    paper's Figure 3 points (``results/paper/fig3_data_size.csv``), drawn beside ours (Fig. 4's are not
+    tabulated). Raises as ``load_scaling_runs``."""
     runs = load_scaling_runs(runs_csv, scale)
     status = runs["status"] if "status" in runs.columns else pd.Series("finished", index=runs.index)
     failed, runs = runs[status == "failed"], runs[status == "finished"].reset_index(drop=True)
@@ -131,7 +175,8 @@ def write_report(runs_csv: Path, paper_csv: Path | None, out_dir: Path, scale: s
     write_text(md, text)
     if not len(runs):
         return [md]
-    save_figure(plot_scaling(runs, scale), png)
+    paper = pd.read_csv(paper_csv) if paper_csv else None
+    save_figure(plot_scaling(runs, scale, paper), png)
     return [md, png]
 
 
