@@ -201,7 +201,7 @@ def test_kill_9_then_rerun_ends_as_the_uninterrupted_run(policy, min_step, tmp_p
     assert proc.returncode == 0 and f"at step {step}" in out and "resuming from checkpoints/" in out, out[-3000:]
     (wa, ra, la), (wb, rb, lb) = _final(whole), _final(cut)
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
-    for k in ("top1", "fewshot_1", "fewshot_5", "steps", "epochs"):
+    for k in ("top1", "fewshot_1", "fewshot_5", "steps", "epochs", "images_seen", "pretrain_flops"):
         assert ra["metrics"][k] == rb["metrics"][k], k
     assert rb["provenance"]["resumed"] is True and ra["provenance"]["resumed"] is False
     assert la == lb  # every step logged before the kill is kept, none twice

@@ -28,6 +28,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from ..data import ImageClassificationDataModule
 from ..evaluation import FewShotCallback, evaluate_fewshot, extract_features
+from ..compute import forward_flops, training_flops
 from ..models import create_model
 from ..tasks import ClassificationTask, MaskedPatchPredictionTask, MPPConfig, OptimConfig
 from .stages import finetune_stage, init_checkpoint, model_factory, pretrained_model
@@ -118,19 +119,6 @@ def evaluate(model: torch.nn.Module, dm: ImageClassificationDataModule, eval_cfg
     return {k: round(v, 5) for k, v in out.items()}
 
 
-def count_flops(model: torch.nn.Module, img_size: int, in_chans: int = 3) -> float:
-    """Forward GFLOPs for one image (torch ``FlopCounterMode``; a multiply-add counts 2)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, in_chans, img_size, img_size, device=device))
-    model.train(was_training)
-    return counter.get_total_flops() / 1e9
-
-
 def _train_from_scratch(ctx: RunContext, mpp: bool) -> Outcome | None:
     """pretrain / mpp: fit (resuming from the newest usable checkpoint), save the final weights,
     fine-tune when the config says so, evaluate on rank 0."""
@@ -168,9 +156,14 @@ def _train_from_scratch(ctx: RunContext, mpp: bool) -> Outcome | None:
                             log=ctx.log if trainer.is_global_zero else (lambda m: None))
     if not trainer.is_global_zero:
         return None
-    metrics = {"params": sum(p.numel() for p in model.parameters()),
-               "gflops": round(count_flops(model, cfg["data"]["img_size"]), 4),
+    fwd = forward_flops(model, cfg["data"]["img_size"])
+    seen = trainer.global_step * cfg["data"]["batch_size"] * trainer.accumulate_grad_batches
+    seconds = pretrain_wall + state.earlier_seconds()
+    metrics = {"params": sum(p.numel() for p in model.parameters()), "gflops": round(fwd / 1e9, 4),
                "train_images": len(dm.train_set), "epochs": trainer.current_epoch, "steps": trainer.global_step,
+               "images_seen": seen, "pretrain_flops": training_flops(fwd, seen),
+               "pretrain_petaflops": round(training_flops(fwd, seen) / 1e15, 4),
+               "images_per_s": round(seen / seconds, 1) if seconds > 0 else None,
                **evaluate(task.model, dm, cfg["eval"], top1=not mpp), **ft}
     if ft:
         metrics["pretrain_wall_s"] = round(pretrain_wall + state.earlier_seconds(), 1)
@@ -226,4 +219,4 @@ def fewshot(ctx: RunContext) -> Outcome | None:
 
 
 __all__ = ["PROTOCOLS", "Protocol", "RunContext", "Outcome", "register_protocol", "is_global_zero", "evaluate",
-           "count_flops", "write_run_config", "COMMON_SECTIONS"]
+           "write_run_config", "COMMON_SECTIONS"]
