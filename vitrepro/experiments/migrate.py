@@ -56,6 +56,18 @@ def _matches(run, row: pd.Series, renames: dict[str, str]) -> bool:
     return int(row["seed"]) == int(run.config["seed"])
 
 
+def _move_to_its_run(exp_dir: Path, what: str, old_id: str, match: list, command: str):
+    """``(run, its directory)``: the one run ``match`` holds, with ``runs/<old_id>`` renamed to its run id.
+    Raises ``ValueError`` naming ``what`` when ``match`` holds none or several."""
+    if len(match) != 1:
+        raise ValueError(f"{exp_dir}: {what} matches {len(match)} runs of `{command}`")
+    run = match[0]
+    new_dir = exp_dir / "runs" / run.run_id
+    if exp_dir / "runs" / old_id != new_dir:
+        os.replace(exp_dir / "runs" / old_id, new_dir)
+    return run, new_dir
+
+
 def _replace_all(text: str, renames: dict[str, str]) -> str:
     for old, new in renames.items():
         text = text.replace(old, new)
@@ -74,13 +86,8 @@ def migrate(exp_dir: Path, renames: dict[str, str] | None = None, log=print) -> 
         command = _replace_all(command, renames)
         runs = _expand(command)
         for _, row in rows.iterrows():
-            match = [r for r in runs if _matches(r, row, renames)]
-            if len(match) != 1:
-                raise ValueError(f"{exp_dir}: row {row['run_id']} matches {len(match)} runs of `{command}`")
-            run = match[0]
-            old_dir, new_dir = exp_dir / "runs" / row["run_id"], exp_dir / "runs" / run.run_id
-            if old_dir != new_dir:
-                os.replace(old_dir, new_dir)
+            run, new_dir = _move_to_its_run(exp_dir, f"row {row['run_id']}", row["run_id"],
+                                            [r for r in runs if _matches(r, row, renames)], command)
             cell_keys = set(run.cell)
             values = {k: (None if pd.isna(v) else v) for k, v in row.items()}
             provenance = {k: values[k] for k in PROVENANCE if k in values}
@@ -120,21 +127,17 @@ def reidentify(exp_dir: Path, renames: dict[str, str] | None = None, log=print) 
         for rec in (r for r in records if r["provenance"]["command"] == command):
             cell = _replace_all(_plain_json(rec["cell"]), renames)
             seed = int(rec["metrics"].get("seed", 0))
-            match = [r for r in runs if _plain_json(r.cell) == cell and int(r.config["seed"]) == seed]
-            if len(match) != 1:
-                raise ValueError(f"{exp_dir}: record {rec['run_id']} matches {len(match)} runs of `{new_command}`")
-            run = match[0]
-            old_dir, new_dir = exp_dir / "runs" / rec["run_id"], exp_dir / "runs" / run.run_id
-            if old_dir != new_dir:
-                os.replace(old_dir, new_dir)
+            old_id = rec["run_id"]
+            run, new_dir = _move_to_its_run(exp_dir, f"record {old_id}", old_id, [
+                r for r in runs if _plain_json(r.cell) == cell and int(r.config["seed"]) == seed], new_command)
             rec.update(run_id=run.run_id, cell=run.cell)
             rec["provenance"]["command"] = new_command
             rec["metrics"] = {k: (_replace_all(v, renames) if isinstance(v, str) else v)
                               for k, v in rec["metrics"].items()}
             write_record(new_dir, rec)
             write_run_config(run, new_dir, new_command)
-            done[old_dir.name] = run.run_id
-            log(f"{old_dir.name} -> {run.run_id}")
+            done[old_id] = run.run_id
+            log(f"{old_id} -> {run.run_id}")
     write_table(exp_dir)
     return done
 

@@ -55,9 +55,10 @@ def read_record(run_dir: Path) -> dict[str, Any] | None:
 
 
 def flatten(record: dict[str, Any]) -> dict[str, Any]:
-    """One ``runs.csv`` row of a record."""
+    """One ``runs.csv`` row of a record. A cell value that is a whole section (``{model: {name: R50x1}}``)
+    is shown by its ``name``, as in the run id."""
     row = {k: record[k] for k in LEAD_COLUMNS}
-    row.update(record.get("cell") or {})
+    row.update({k: v.get("name", v) if isinstance(v, dict) else v for k, v in (record.get("cell") or {}).items()})
     row.update(record.get("metrics") or {})
     row.update(record.get("provenance") or {})
     row["error"] = record.get("error")

@@ -17,7 +17,6 @@ the paper, so none are drawn.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -94,13 +93,6 @@ def scaling_markdown(runs: pd.DataFrame, scale: str, runs_csv: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _model_name(value) -> str:
-    """A runs.csv ``model`` value as a name: the cell may hold the whole section (``{'name': 'R50x1'}``)."""
-    text = str(value)
-    found = re.search(r"'name': '([^']+)'", text)
-    return found[1] if found else text
-
-
 def plot_scaling(runs: pd.DataFrame, scale: str, paper: pd.DataFrame | None = None):
     """The paper's Figure 3 points (ImageNet top-1 after fine-tuning vs pre-training images, from
     ``paper``, Table 5) beside ours: 5-shot linear and fine-tuned top-1 vs pre-training images, mean over
@@ -110,7 +102,7 @@ def plot_scaling(runs: pd.DataFrame, scale: str, paper: pd.DataFrame | None = No
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    ours = runs.assign(model=runs["model"].map(_model_name))
+    ours = runs
     measures = [m for m in ("fewshot_5", "ft_top1") if m in ours.columns and ours[m].notna().any()]
     panels = (1 if paper is not None else 0) + len(measures)
     fig = Figure(figsize=(7.0, 2.6), layout="constrained")
