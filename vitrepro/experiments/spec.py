@@ -106,8 +106,8 @@ class RunSpec:
                 ft["data"]["copy"] = self.data_ids.get("finetune.data") or f"root:{self.config['finetune']['data'].get('root')}"
         init = cfg.get("init")
         if init is not None:  # a run directory is named by its run id; an unresolved init.run by itself
-            ckpt = init.get("checkpoint") or init.pop("run", None)
-            init.pop("run", None)
+            run_ref = init.pop("run", None)
+            ckpt = init.get("checkpoint") or run_ref
             if ckpt:
                 init["checkpoint"] = Path(str(ckpt).rstrip("/")).name
         return cfg

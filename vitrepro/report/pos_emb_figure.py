@@ -83,7 +83,7 @@ def plot_table8(runs: pd.DataFrame, paper: pd.DataFrame, metric: str = "fewshot_
     ax_p, ax_o = fig.subplots(1, 2, sharey=True)
     panels = [(ax_p, pap, "Paper (Table 8, App. D.4): ViT-B/16,\nImageNet 5-shot linear", False),
               (ax_o, ours, f"Ours, scale {scale or 'all'}: {models},\n{data}, {label} linear", True)]
-    tops, bottoms = [0.0], [0.0]
+    ends = [0.0]  # where each bar's error bar ends, and the zero line
     labels = []
     for ax, frame, title, with_n in panels:
         ax.set_title(title, fontsize=10)
@@ -99,8 +99,7 @@ def plot_table8(runs: pd.DataFrame, paper: pd.DataFrame, metric: str = "fewshot_
         for (pe, pl), c in cells.iterrows():
             up = c["mean"] >= 0
             end = c["mean"] + (c["std"] if up else -c["std"])
-            tops.append(end)
-            bottoms.append(end)
+            ends.append(end)
             text = f"{c['mean']:+.2f}" + (f"\nn={int(c['count'])}" if with_n else "")
             labels.append((ax, slot(pe, pl), end, up, text))
         if frame is ours:  # the paper's cells we have not run: no bar, a note
@@ -108,11 +107,11 @@ def plot_table8(runs: pd.DataFrame, paper: pd.DataFrame, metric: str = "fewshot_
             for pe, pl in sorted(set(zip(paper["posemb"], paper["posemb_placement"])) - have):
                 labels.append((ax, slot(_display(pe, POSEMB_NAMES), _display(pl, PLACEMENT_NAMES)), 0.0, True,
                                "not run"))
-    span = max(tops) - min(bottoms) or 1.0
+    span = max(ends) - min(ends) or 1.0
     for ax, x, end, up, text in labels:  # clear of the error bar's end, in the bar's direction
         ax.annotate(text, (x, end), xytext=(0, 3 if up else -3), textcoords="offset points", ha="center",
                     va="bottom" if up else "top", fontsize=7)
-    ax_p.set_ylim(min(bottoms) - 0.22 * span, max(tops) + 0.22 * span)
+    ax_p.set_ylim(min(ends) - 0.22 * span, max(ends) + 0.22 * span)
     ax_p.set_ylabel(f"{label} accuracy minus the None cell (points)")
     handles = [Patch(color=palette[h], label=h) for h in hue_order]
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=9, title="placement",
