@@ -20,7 +20,7 @@ def n_params(m: torch.nn.Module) -> int:
 
 
 BIT_NAMES = ["R50x1", "R50x2", "R101x1", "R101x3", "R152x1", "R152x2", "R152x4", "R200x3"]
-HYBRID_NAMES = ["R50+ViT-B/16", "R50+ViT-B/32", "R50+ViT-L/16", "R50+ViT-L/32"]
+HYBRID_NAMES = ["R50+ViT-B/16", "R50+ViT-B/32", "R50+ViT-L/16", "R50+ViT-L/32", "R50+ViT-C/8"]
 # timm's registered BiT models, 1000 classes (timm/models/resnetv2.py resnetv2_*_bit).
 TIMM_BIT_COUNTS = {"R50x1": 25_549_352, "R101x1": 44_541_480, "R101x3": 387_934_888, "R152x2": 236_335_208,
                    "R152x4": 936_533_224}
@@ -67,7 +67,7 @@ def timm_hybrid(name: str, **kw) -> TimmViT:
     """timm's hybrid of the same configuration (``vit_base_r50_s16_224`` for R50+ViT-B/16): ResNetV2
     backbone in ``HybridEmbed``, 1x1 patches."""
     d = model_defaults(name)
-    return TimmViT(img_size=224, patch_size=1, embed_dim=d["width"], depth=d["depth"], num_heads=d["num_heads"],
+    return TimmViT(img_size=d["img_size"], patch_size=1, embed_dim=d["width"], depth=d["depth"], num_heads=d["num_heads"],
                    mlp_ratio=d["mlp_dim"] / d["width"], num_classes=1000,
                    embed_layer=partial(HybridEmbed, backbone=_resnetv2(d["resnet_layers"])), **kw)
 

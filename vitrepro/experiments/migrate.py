@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from .protocols import write_run_config
-from .records import LEAD_COLUMNS, RECORD, read_record, write_record, write_table
+from .records import LEAD_COLUMNS, RECORD, read_record, section_label, write_record, write_table
 
 PROVENANCE = ("wall_s", "hardware", "devices", "precision", "data", "command", "vitrepro", "torch", "finished_at",
               "resumed")
@@ -48,7 +48,7 @@ def _matches(run, row: pd.Series, renames: dict[str, str]) -> bool:
     for k, v in run.cell.items():
         have = row.get(k)
         if isinstance(v, dict):
-            v = v.get("name")
+            v = section_label(v)
         elif k.endswith(("checkpoint", "root")) and v:
             v, have = Path(str(v)).name, renames.get(Path(str(have)).name, Path(str(have)).name)
         if str(v) != str(have):

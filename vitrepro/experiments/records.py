@@ -54,12 +54,25 @@ def read_record(run_dir: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def section_label(section: dict[str, Any]) -> str:
+    """The label of a cell value that is a whole section, as tables, figures and run ids show it: its
+    ``name`` and every other key, ``{name: ViT-C/4, depth: 3}`` -> ``"ViT-C/4 depth=3"`` (a section without
+    a name: its values joined by ``_``)."""
+    if "name" not in section:
+        return "_".join(map(str, section.values()))
+    fields = [f"{k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+              for k, v in section.items() if k != "name"]
+    return " ".join([str(section["name"]), *fields])
+
+
 def flatten(record: dict[str, Any]) -> dict[str, Any]:
     """One ``runs.csv`` row of a record. A cell value that is a whole section (``{model: {name: R50x1}}``)
-    is shown by its ``name``, as in the run id."""
+    is shown by its ``section_label``, as in the run id."""
     row = {k: record[k] for k in LEAD_COLUMNS}
-    row.update({k: v.get("name", v) if isinstance(v, dict) else v for k, v in (record.get("cell") or {}).items()})
+    cell = record.get("cell") or {}
+    row.update({k: section_label(v) if isinstance(v, dict) else v for k, v in cell.items()})
     row.update(record.get("metrics") or {})
+    row.update({k: section_label(v) for k, v in cell.items() if isinstance(v, dict)})  # over the bare model name
     row.update(record.get("provenance") or {})
     row["error"] = record.get("error")
     return row

@@ -44,6 +44,7 @@ from ..data import ImageClassificationDataModule
 from ..models import model_config
 from ..tasks import FinetuneConfig, MPPConfig, OptimConfig
 from .protocols import PROTOCOLS
+from .records import section_label
 from .sections import (CALLBACK_SKIP, FINETUNE_FIELDS, FINETUNE_KEYS, RUNNER_OWNED_TRAINER_KEYS, SECTION_CLASSES,
                        CheckpointConfig, EvalConfig, FewShotCallback, FinetuneSection, InitConfig, allowed_keys)
 
@@ -51,7 +52,7 @@ TOP_KEYS = ("name", "description", "task", "report", "default_scale", "base", "g
 TASKS = tuple(PROTOCOLS)
 RUN_SECTIONS = tuple(dict.fromkeys(k for p in PROTOCOLS.values() for k in p.sections))
 #: Report kinds an experiment may name (``vitrepro.report.REPORTS``, not imported here: it loads plotting).
-REPORT_KINDS = ("pos_emb_table8", "data_size_scaling")
+REPORT_KINDS = ("pos_emb_table8", "data_size_scaling", "compute_transfer")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _RUN_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.][A-Za-z0-9_.-]*$")
 
@@ -115,10 +116,10 @@ class RunSpec:
     @property
     def run_id(self) -> str:
         """Stable id of ``identity()``: ``<cell values>-<sha1[:8]>``, e.g. ``learned_2d-stem-1a2b3c4d`` (a
-        cell value that is a section is labelled by its ``name``: ``R50x1-1000-...``; a path by its last
-        component)."""
+        cell value that is a section is labelled by its ``section_label``: ``R50x1-1000-...``,
+        ``ViT_C_4_depth_3-500-...``; a path by its last component)."""
         digest = hashlib.sha1(json.dumps(self.identity(), sort_keys=True, default=str).encode()).hexdigest()[:8]
-        values = [v.get("name", "_".join(map(str, v.values()))) if isinstance(v, dict)
+        values = [section_label(v) if isinstance(v, dict)
                   else Path(str(v)).name if k.endswith(("checkpoint", "root")) and v else v
                   for k, v in self.cell.items()]
         label = "-".join(re.sub(r"[^A-Za-z0-9_.]+", "_", str(v)) for v in values)

@@ -92,6 +92,10 @@ for _v in ("B", "L"):
         _vit = decode_vit_variant(f"{_v}/{_s}")
         register_model(f"R50+ViT-{_v}/{_s}", HybridVisionTransformer, img_size=224, resnet_layers=_layers,
                        **dict(_vit, patch_size=1))
+# The CPU-scale hybrid of compute_transfer.yaml: ViT-C on R50's first two stages (blocks 3, 4; stride 8), so
+# a 32x32 image gives a 4x4 grid of 1x1 patches.
+register_model("R50+ViT-C/8", HybridVisionTransformer, img_size=32, num_classes=10, resnet_layers=(3, 4),
+               **dict(decode_vit_variant("C/8"), patch_size=1))
 
 
 def list_models(pattern: str = "*", family: str | None = None) -> list[str]:

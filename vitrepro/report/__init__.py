@@ -2,6 +2,7 @@
 
 ``pos_emb``: Table 8 (Appendix D.4), the position-embedding ablation.
 ``data_size``: Figures 3 and 4 (Sec. 4.3), transfer accuracy versus pre-training data size.
+``compute``: Figure 5 and Table 6 (Sec. 4.4), transfer accuracy versus pre-training compute.
 """
 
 from vitrepro.report.pos_emb import (
@@ -13,14 +14,16 @@ from vitrepro.report.pos_emb import (
     write_report,
 )
 from vitrepro.report.pos_emb_figure import plot_table8
-from vitrepro.report import data_size
+from vitrepro.report import compute, data_size
 
 #: Report kinds an experiment file can name under ``report.kind``:
 #: ``fn(runs_csv, paper_csv, out_dir, scale) -> [written paths]``.
-REPORTS = {"pos_emb_table8": write_report, "data_size_scaling": data_size.write_report}
+REPORTS = {"pos_emb_table8": write_report, "data_size_scaling": data_size.write_report,
+           "compute_transfer": compute.write_report}
 
 __all__ = [
     "REPORTS",
+    "compute",
     "data_size",
     "describe_runs",
     "load_paper",

@@ -1,0 +1,214 @@
+"""Figure 5 and Table 6 (Sec. 4.4) of Dosovitskiy et al. 2021: transfer accuracy versus pre-training compute.
+
+Reads the ``runs.csv`` of ``experiments/compute_transfer.yaml`` (one row per model x budget; accuracies as
+fractions; ``pretrain_flops`` = 3 x forward FLOPs x images seen, ``vitrepro.compute``) and writes, per scale,
+
+- ``compute_<scale>.md``: one row per run (family, model, steps, GFLOPs a forward pass, pre-training
+  petaFLOPs, wall time and images/s, 5-shot linear, fine-tuned top-1), then the comparison the paper makes:
+  each ViT (and hybrid) point against the BiT frontier at the same compute (the best BiT accuracy reached
+  with at most that compute, interpolated on log compute), in percentage points, and the compute BiT needs
+  to reach each ViT point's accuracy, as a ratio ("ViT uses approximately 2-4x less compute");
+- ``compute_<scale>.png``: Figure 5's panels: the paper's Table 6 points (fine-tuned, average of 5 data sets
+  and CIFAR-10, against exaFLOPs) beside ours (5-shot linear and fine-tuned top-1 against petaFLOPs), a log
+  compute axis, one colour per family.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..atomic import save_figure, write_text
+
+FAMILIES = ("ViT", "BiT", "hybrid")
+MEASURES = {"fewshot_5": "5-shot linear", "ft_top1": "fine-tuned top-1"}
+PALETTE = {"ViT": "#1f77b4", "BiT": "#d62728", "hybrid": "#2ca02c"}  # Figure 5's blue, red, green-ish
+
+
+def family_of(label: str) -> str:
+    """The family of a model label as ``runs.csv`` shows it (``"ViT-C/4 depth=3"`` -> ``"ViT"``)."""
+    from ..models import model_family
+
+    return model_family(str(label).split(" ")[0])
+
+
+def load_compute_runs(runs_csv: Path, scale: str) -> pd.DataFrame:
+    """The finished rows of ``scale`` with a ``family`` and ``pretrain_pflops`` column. Raises
+    ``FileNotFoundError`` for a missing file, ``ValueError`` naming what is missing (columns, or the scales
+    present when none is ``scale``)."""
+    runs_csv = Path(runs_csv)
+    if not runs_csv.is_file():
+        raise FileNotFoundError(f"runs file not found: {runs_csv}")
+    runs = pd.read_csv(runs_csv)
+    missing = [c for c in ("scale", "model", "pretrain_flops") if c not in runs.columns]
+    if missing:
+        raise ValueError(f"{runs_csv}: missing column(s) {missing}; columns are {list(runs.columns)}")
+    present = sorted(set(runs["scale"].astype(str)))
+    runs = runs[runs["scale"] == scale].copy()
+    if runs.empty:
+        raise ValueError(f"{runs_csv}: no rows with scale={scale!r}; scales present: {', '.join(present) or 'none'}")
+    runs["family"] = runs["model"].map(family_of)
+    runs["pretrain_pflops"] = runs["pretrain_flops"] / 1e15
+    return runs.reset_index(drop=True)
+
+
+def frontier(points: pd.DataFrame, measure: str, x: str = "pretrain_flops") -> pd.DataFrame:
+    """The Pareto frontier of ``points``: sorted by compute, the best ``measure`` reached with at most that
+    compute (a running maximum), one row per compute value."""
+    pts = points[[x, measure]].dropna().sort_values(x)
+    pts = pts.groupby(x, as_index=False)[measure].max()
+    pts[measure] = pts[measure].cummax()
+    return pts.reset_index(drop=True)
+
+
+def accuracy_at(front: pd.DataFrame, measure: str, compute: float, x: str = "pretrain_flops") -> float:
+    """The frontier's accuracy at ``compute``, linear in log compute between its points; NaN outside its
+    compute range."""
+    if front.empty or not front[x].min() <= compute <= front[x].max():
+        return float("nan")
+    return float(np.interp(np.log(compute), np.log(front[x]), front[measure]))
+
+
+def compute_to_reach(front: pd.DataFrame, measure: str, accuracy: float, x: str = "pretrain_flops") -> float:
+    """The least compute at which the frontier reaches ``accuracy`` (log-linear between its points); NaN
+    when it never does or already exceeds it at its cheapest point."""
+    xs, ys = np.log(front[x].to_numpy()), front[measure].to_numpy()
+    if len(ys) == 0 or accuracy > ys.max() or accuracy < ys[0]:
+        return float("nan")
+    i = int(np.argmax(ys >= accuracy))
+    if i == 0:
+        return float(front[x].iloc[0])
+    t = (accuracy - ys[i - 1]) / (ys[i] - ys[i - 1])
+    return float(np.exp(xs[i - 1] + t * (xs[i] - xs[i - 1])))
+
+
+def versus(runs: pd.DataFrame, family: str, reference: str, measure: str) -> pd.DataFrame:
+    """Each run of ``family`` against the ``reference`` family's frontier: the difference in points at the
+    same compute and the ratio (reference compute to reach the run's accuracy) / (the run's compute)."""
+    front = frontier(runs[runs["family"] == reference], measure)
+    rows = []
+    for r in runs[runs["family"] == family].sort_values("pretrain_flops").itertuples():
+        acc = getattr(r, measure)
+        ref = accuracy_at(front, measure, r.pretrain_flops)
+        need = compute_to_reach(front, measure, acc)
+        rows.append({"model": r.model, "steps": r.steps, "pflops": r.pretrain_flops / 1e15, "acc": 100 * acc,
+                     "ref_acc": 100 * ref, "diff": 100 * (acc - ref), "ratio": need / r.pretrain_flops})
+    return pd.DataFrame(rows)
+
+
+def _f(v: float, fmt: str = ".2f") -> str:
+    return "–" if pd.isna(v) else format(v, fmt)
+
+
+def compute_markdown(runs: pd.DataFrame, scale: str, runs_csv: Path) -> str:
+    """The markdown report (see the module docstring)."""
+    hw = ", ".join(sorted(set(runs["hardware"].astype(str)))) if "hardware" in runs else "?"
+    data = ", ".join(sorted(set(runs["data"].astype(str)))) if "data" in runs else "?"
+    wall = runs["wall_s"].sum() / 60 if "wall_s" in runs else float("nan")
+    lines = [f"# Compute vs transfer (Figure 5, Table 6), scale `{scale}`", "", f"Source runs: `{runs_csv}`", "",
+             f"{len(runs)} runs; hardware {hw}; total wall time {wall:.1f} min; data {data}. Pre-training compute "
+             "= 3 x forward FLOPs of one image x images seen (petaFLOPs, 1e15). Accuracies in percent (test split).",
+             "", "| family | model | steps | GFLOPs/image | pre-training PFLOPs | pre-training min | images/s | "
+             "5-shot linear | pre-training top-1 | fine-tuned top-1 |", "|---|---|---|---|---|---|---|---|---|---|"]
+    order = {f: i for i, f in enumerate(FAMILIES)}
+    for r in runs.sort_values(["family", "pretrain_flops"], key=lambda s: s.map(order) if s.name == "family" else s).itertuples():
+        pre_min = getattr(r, "pretrain_wall_s", float("nan")) / 60
+        lines.append(f"| {r.family} | {r.model} | {int(r.steps)} | {_f(r.gflops, '.3f')} | {_f(r.pretrain_pflops, '.1f')} | "
+                     f"{_f(pre_min, '.1f')} | {_f(getattr(r, 'images_per_s', float('nan')), '.0f')} | "
+                     f"{_f(100 * r.fewshot_5)} | {_f(100 * getattr(r, 'top1', float('nan')))} | "
+                     f"{_f(100 * getattr(r, 'ft_top1', float('nan')))} |")
+    for fam in ("ViT", "hybrid"):
+        if not ((runs["family"] == fam).any() and (runs["family"] == "BiT").any()):
+            continue
+        for m in [m for m in MEASURES if m in runs and runs[m].notna().any()]:
+            v = versus(runs, fam, "BiT", m)
+            lines += ["", f"**{fam} against the BiT frontier, {MEASURES[m]}** (BiT's best accuracy with at most the same "
+                      "compute, log-linear between its runs; ratio = compute BiT needs for the same accuracy / "
+                      f"{fam}'s compute; – outside BiT's range):", "",
+                      f"| {fam} run | PFLOPs | {fam} % | BiT % at same compute | difference (pp) | BiT compute ratio |",
+                      "|---|---|---|---|---|---|"]
+            lines += [f"| {r.model} ({int(r.steps)} steps) | {r.pflops:.1f} | {r.acc:.2f} | {_f(r.ref_acc)} | "
+                      f"{_f(r.diff, '+.2f')} | {_f(r.ratio, '.2f')} |" for r in v.itertuples()]
+            d = v["diff"].dropna()
+            if len(d):
+                lines += ["", f"Mean difference {d.mean():+.2f} pp over {len(d)} {fam} run(s) within BiT's compute range: "
+                              + (f"{fam} ahead at equal compute." if d.mean() > 0 else f"BiT ahead at equal compute.")]
+    return "\n".join(lines) + "\n"
+
+
+def plot_compute(runs: pd.DataFrame, scale: str, paper: pd.DataFrame | None = None):
+    """Figure 5 beside ours: the paper's Table 6 (fine-tuned average-5 and CIFAR-10 top-1 against
+    exaFLOPs, from ``paper``) and our 5-shot linear and fine-tuned top-1 against petaFLOPs; log compute
+    axes, one colour per family, each family's frontier drawn as a line, each run labelled by its model.
+    A matplotlib Figure on the Agg canvas (7 in wide, 8-point text)."""
+    import seaborn as sns
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    measures = [m for m in MEASURES if m in runs.columns and runs[m].notna().any()]
+    panels = (1 if paper is not None else 0) + len(measures)
+    fig = Figure(figsize=(7.0, 2.9), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = list(fig.subplots(1, panels, squeeze=False)[0])
+    handles = {}
+    markers = {"ViT": "o", "BiT": "s", "hybrid": "^"}
+    data = ", ".join(sorted(set(runs["data"].astype(str).str.split(" ").str[0]))) if "data" in runs else "?"
+    with sns.plotting_context("paper", font_scale=0.8):
+        if paper is not None:
+            ax = axes.pop(0)
+            for fam, pts in paper.groupby("family"):
+                for col, ls, what in (("avg5_ft_top1", "-", "avg. 5"), ("cifar10_ft_top1", ":", "CIFAR-10")):
+                    pts = pts.sort_values("pretrain_exaflops")
+                    (line,) = ax.plot(pts["pretrain_exaflops"], 100 * pts[col], marker=markers.get(fam, "o"), ms=3,
+                                      lw=1, ls=ls, color=PALETTE.get(fam, "grey"), label=f"paper {fam} ({what})")
+                    handles[line.get_label()] = line
+            ax.set_xscale("log")
+            ax.set_title("Paper, Fig. 5 / Table 6: JFT-300M,\nfine-tuned top-1 (avg. 5 and CIFAR-10)", fontsize=8)
+            ax.set_xlabel("pre-training exaFLOPs", fontsize=8)
+            ax.set_ylabel("accuracy (%)", fontsize=8)
+        for ax, m in zip(axes, measures):
+            for fam in [f for f in FAMILIES if (runs["family"] == f).any()]:
+                pts = runs[runs["family"] == fam]
+                sc = ax.scatter(pts["pretrain_pflops"], 100 * pts[m], marker=markers[fam], s=16,
+                                color=PALETTE[fam], label=f"ours {fam}", zorder=3)
+                front = frontier(pts, m, "pretrain_pflops")
+                ax.plot(front["pretrain_pflops"], 100 * front[m], lw=1, color=PALETTE[fam], alpha=0.7)
+                handles[f"ours {fam}"] = sc
+                for r in pts.itertuples():
+                    ax.annotate(f"{r.model.replace('depth=', 'd')} {int(r.steps)}", (r.pretrain_pflops, 100 * getattr(r, m)),
+                                fontsize=5, xytext=(2, 2), textcoords="offset points", color=PALETTE[fam])
+            ax.set_xscale("log")
+            ax.set_title(f"Ours ({scale}): {MEASURES[m]}\n{data}", fontsize=8)
+            ax.set_xlabel("pre-training petaFLOPs", fontsize=8)
+            ax.set_ylabel("accuracy (%)", fontsize=8)
+        for ax in fig.axes:
+            ax.tick_params(labelsize=7)
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=min(len(handles), 5),
+               fontsize=6.5, frameon=False)
+    return fig
+
+
+def write_report(runs_csv: Path, paper_csv: Path | None, out_dir: Path, scale: str) -> list[Path]:
+    """Write ``compute_<scale>.md`` and ``.png`` into ``out_dir``; return their paths. ``paper_csv``: Table 6
+    (``results/paper/table6_compute.csv``), drawn beside ours. Raises as ``load_compute_runs``."""
+    runs = load_compute_runs(runs_csv, scale)
+    status = runs["status"] if "status" in runs.columns else pd.Series("finished", index=runs.index)
+    failed, runs = runs[status == "failed"], runs[status == "finished"].reset_index(drop=True)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md, png = out_dir / f"compute_{scale}.md", out_dir / f"compute_{scale}.png"
+    text = compute_markdown(runs, scale, runs_csv) if len(runs) else f"# Compute vs transfer, scale `{scale}`\n\nNo finished run.\n"
+    if len(failed):
+        text += "\n## Failed runs (retried from scratch by the same command)\n\n" + "\n".join(
+            f"- `{r.run_id}` ({r.model}): {r.error}" for r in failed.itertuples()) + "\n"
+    write_text(md, text)
+    if not len(runs):
+        return [md]
+    paper = pd.read_csv(paper_csv) if paper_csv else None
+    save_figure(plot_compute(runs, scale, paper), png)
+    return [md, png]
+
+
+__all__ = ["FAMILIES", "MEASURES", "family_of", "load_compute_runs", "frontier", "accuracy_at", "compute_to_reach",
+           "versus", "compute_markdown", "plot_compute", "write_report"]
