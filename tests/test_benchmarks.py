@@ -15,6 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
     ("vit_vs_timm.py", ["--model", "ViT-C/4", "--batch", "2", "--steps", "1", "--warmup", "0", "--devices", "cpu"],
      "vit_vs_timm.csv", "images_per_s"),
     ("cli_startup.py", ["--repeats", "1"], "cli_startup.csv", "seconds"),
+    ("gpu_throughput.py", ["--device", "cpu", "--models", "ViT-C/4@32", "--batch", "4", "--steps", "1", "--warmup", "1",
+                           "--no-compile", "--fp32", "--input-batches", "3", "--workers", "0"], "gpu_throughput.csv",
+     "images_per_s"),
 ])
 @pytest.mark.slow  # each script starts torch and timm in a subprocess
 def test_benchmark_script_records_its_figures(script, args, csv, figure, tmp_path):

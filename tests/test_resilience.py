@@ -90,6 +90,7 @@ def _record(tmp_path) -> dict:
     return json.loads(next((tmp_path / "pos_emb_ablation" / "runs").glob("*/record.json")).read_text())
 
 
+@pytest.mark.slow  # several training runs in a row
 def test_a_truncated_checkpoint_is_set_aside_and_the_run_restarts(tmp_path, capsys):
     """A torn last.ckpt: set aside with a one-line warning, the run resumes from the older epoch-end
     checkpoint; with every checkpoint torn, it starts again from scratch (resumed: false)."""
@@ -113,6 +114,7 @@ def test_a_truncated_checkpoint_is_set_aside_and_the_run_restarts(tmp_path, caps
         assert record["provenance"]["resumed"] is (len(torn) == 1), torn
 
 
+@pytest.mark.slow  # three runs, one failing, then the retry
 def test_a_diverging_cell_fails_alone_and_is_retried_from_scratch(tmp_path, capsys):
     """lr 1e6 in one cell: a NaN loss from step 3 stops that run at once; the other cells finish; the
     command exits 1 naming it; the report shows it as failed; a rerun retries it and skips the others."""

@@ -123,6 +123,27 @@ def _build_parser() -> argparse.ArgumentParser:
     fs.add_argument("--img-size", type=int, help="input resolution (default: the run's, or the model's)")
     fs.add_argument("--shots", type=_cells, default=[1, 5, 10, 25], help="e.g. 1,5,10,25")
     fs.add_argument("--seeds", type=_cells, default=[0, 1, 2], help="e.g. 0,1,2")
+    an = sub.add_parser("analyze", help="draw an inspection figure of Sec. 4.5 (Figs. 6, 7) from a run or checkpoint",
+                        usage="vitrepro analyze {filters,posemb,distance,rollout} RUN_OR_CKPT [RUN_OR_CKPT ...] "
+                              "[--model NAME --checkpoint PATH] [--data-root DIR] [--images N] [--results-dir DIR]")
+    an.add_argument("kind", choices=["filters", "posemb", "distance", "rollout"],
+                    help="filters: Fig. 7 left; posemb: Fig. 7 centre (several runs side by side); distance: Fig. 7 "
+                         "right, beside a random initialization; rollout: Fig. 6")
+    an.add_argument("runs", nargs="*", help="run directories of `vitrepro run` or .ckpt files of ours")
+    an.add_argument("--model", help="a registered model name, for outside weights (--checkpoint)")
+    an.add_argument("--checkpoint", help="a timm state_dict or Google .npz (with --model)")
+    an.add_argument("--data-root", help="the test images' data root (default: the run's)")
+    an.add_argument("--images", type=int, default=8, help="test images: rollout maps drawn (default 8); "
+                    "attention distance averages over max(N, 64)")
+    an.add_argument("--name", help="the figure's file name after <kind>_ (default: the run ids joined)")
+    an.add_argument("--results-dir", default=os.environ.get(RESULTS_ENV) or DEFAULT_RESULTS,
+                    help=f"figures go to <results-dir>/analysis/ (default ${RESULTS_ENV} or {DEFAULT_RESULTS}; "
+                         "the committed figures: results)")
+    figs = sub.add_parser("figures", help="redraw every report, table and figure from results (no training)")
+    figs.add_argument("--results-dir", default=None, help="the results to redraw (default: the committed results/ "
+                      "beside --experiments)")
+    figs.add_argument("--experiments", default=None, help="the experiment files' folder (default: experiments/ of "
+                      "this checkout, else ./experiments)")
     models = sub.add_parser("models", help="list the registered model variants with their parameter counts")
     models.add_argument("pattern", nargs="?", default="*", help="a name, part of one or a glob, any case "
                         "(e.g. vit, 'ViT-B/*', r50)")
@@ -491,6 +512,34 @@ def cmd_fewshot(args, extra: list[str]) -> int:
     return 0
 
 
+def cmd_analyze(args, argv: list[str]) -> int:
+    """``vitrepro analyze KIND RUN...``: one inspection figure and its caption (``vitrepro.report.inspection``)."""
+    from .report.inspection import analyze, load_subject
+
+    sources = args.runs or [None]
+    subjects = [load_subject(src, args.model, args.checkpoint) for src in sources]
+    name = args.name or "+".join(s.label for s in subjects)
+    for path in analyze(args.kind, subjects, Path(args.results_dir) / "analysis", name,
+                        "vitrepro " + " ".join(argv), images=args.images, data_root=args.data_root):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_figures(args) -> int:
+    """``vitrepro figures``: ``vitrepro.report.figures.regenerate`` over the committed (or given) results."""
+    from .report.figures import regenerate
+
+    exp_dir = Path(args.experiments) if args.experiments else next(
+        (p for p in (Path(__file__).resolve().parents[1] / "experiments", Path("experiments")) if p.is_dir()),
+        Path("experiments"))
+    results = Path(args.results_dir) if args.results_dir else exp_dir.parent / "results"
+    if results.is_absolute() and results.is_relative_to(Path.cwd()):
+        results = results.relative_to(Path.cwd())  # the reports name their runs.csv as the repository does
+    for path in regenerate(exp_dir, results):
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_models(args) -> int:
     """Registered models whose name matches ``pattern`` case-insensitively (a glob, or a part of the name),
     with their parameter counts (built on the ``meta`` device: no memory, no initialization)."""
@@ -535,13 +584,15 @@ def _quiet() -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args, extra = _build_parser().parse_known_args(argv)  # --help exits here, before torch is imported
-    if os.environ.get("VITREPRO_VERBOSE") != "1" and args.command in ("run", "fewshot"):
+    if os.environ.get("VITREPRO_VERBOSE") != "1" and args.command in ("run", "fewshot", "analyze"):
         _quiet()
     try:
         if args.command == "run":
             return cmd_run(args, extra, argv)
         if args.command == "fewshot":
             return cmd_fewshot(args, extra)
+        if args.command == "analyze" and not extra:
+            return cmd_analyze(args, argv)
         if extra:
             raise ValueError(f"unrecognized arguments: {' '.join(extra)}")
         if args.command == "collect":
@@ -549,6 +600,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "compare":
             return cmd_compare(args)
+        if args.command == "figures":
+            return cmd_figures(args)
         return cmd_report(args) if args.command == "report" else cmd_models(args)
     except (ValueError, FileNotFoundError) as e:  # ExperimentError is a ValueError
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)

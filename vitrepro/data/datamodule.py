@@ -53,6 +53,8 @@ DEFAULT_VAL_FRACTION: dict[str, float] = {
 MIN_DEV_PER_CLASS = 5
 #: Datasets decoded into memory by default (``cache_in_memory=None``): small images of one size.
 _IN_MEMORY = ("cifar10", "cifar100")
+#: Input paths (``loader``): a CPU ``DataLoader``, or the device-resident path of ``vitrepro.data.device``.
+LOADERS = ("cpu", "device")
 
 
 class TensorImageDataset(Dataset):
@@ -183,6 +185,10 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
             one size. ``None``: True for cifar10/cifar100, False otherwise (Pets, Flowers and
             ImageNet images have any size: files are then decoded per item with PIL and resized
             by the transforms to ``img_size``). Python batches are always held in memory.
+        loader: ``"cpu"`` (default): a ``DataLoader`` with ``num_workers`` workers and pinned memory;
+            ``"device"``: the images held on the Trainer's device as uint8 and batches gathered and
+            augmented there (:mod:`vitrepro.data.device`: the same presets, order, normalization, splits
+            and subsets; for data sets of one image size that fit in device memory, e.g. CIFAR).
 
     Attributes (after construction): ``source`` (:class:`~vitrepro.data.sources.DataSource`),
     ``classes`` (names in label order), ``num_classes``. After :meth:`setup`: ``train_set``,
@@ -216,6 +222,7 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
         train_augment: str = "pad_crop",
         seed: int = 0,
         cache_in_memory: bool | None = None,
+        loader: str = "cpu",
     ) -> None:
         super().__init__()
         if dataset not in DATASETS:
@@ -241,7 +248,12 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
         self.val_fraction = float(val_fraction)
         self.train_augment = train_augment
         self.seed = int(seed)
+        if loader not in LOADERS:
+            raise ValueError(f"unknown loader {loader!r}; allowed values: {', '.join(LOADERS)}")
+        self.loader = loader
         self.cache_in_memory = (dataset in _IN_MEMORY) if cache_in_memory is None else bool(cache_in_memory)
+        if loader == "device":
+            self.cache_in_memory = True
         # Build the pipelines now so that a bad preset / size fails at construction.
         self.train_transform = build_transform(train_augment, self.img_size, train=True)
         self.eval_transform = build_transform(train_augment, self.img_size, train=False)
@@ -328,6 +340,8 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
     # ------------------------------------------------------------------ loaders
 
     def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
+        if self.loader == "device":
+            return self._device_loader(dataset, batch_size, train)
         drop_last = train
         if train and len(dataset) < batch_size:
             warnings.warn(
@@ -355,6 +369,20 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
             # run restores and must not be drawn from by data loading)
             generator=torch.Generator().manual_seed(self.seed),
         )
+
+    def _device_loader(self, dataset: Dataset, batch_size: int, train: bool):
+        from .device import DeviceAugment, DeviceLoader
+
+        trainer = getattr(self, "trainer", None)
+        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        sampler = None
+        if train:
+            sampler = self.train_sampler = ResumableSampler(len(dataset), self.seed, self.epoch_source)
+            if self._resume_at is not None:
+                sampler.resume_at(self._resume_at[0], self._resume_at[1] * batch_size)
+                self._resume_at = None
+        return DeviceLoader(dataset, batch_size, DeviceAugment(self.train_augment, self.img_size, train), device,
+                            sampler=sampler, drop_last=train and len(dataset) >= batch_size, seed=self.seed)
 
     def resume_at(self, epoch: int, batches: int) -> None:
         """The next training loader starts epoch ``epoch`` after ``batches`` batches of this rank

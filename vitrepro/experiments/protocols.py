@@ -31,6 +31,7 @@ from ..evaluation import FewShotCallback, evaluate_fewshot, extract_features
 from ..compute import forward_flops, training_flops
 from ..models import create_model
 from ..tasks import ClassificationTask, MaskedPatchPredictionTask, MPPConfig, OptimConfig
+from ..tasks.speed import SpeedCallback, SpeedConfig
 from .stages import finetune_stage, init_checkpoint, model_factory, pretrained_model
 from .training import CheckpointConfig, SaveOnInterrupt, build_trainer, find_resume_checkpoint, LAST
 
@@ -131,7 +132,7 @@ def _train_from_scratch(ctx: RunContext, mpp: bool) -> Outcome | None:
             if mpp else ClassificationTask(model, dm.num_classes, OptimConfig(**cfg["optim"])))
     found = find_resume_checkpoint(ctx.run_dir, ctx.log, set_aside=is_global_zero())
     ckpt, step = found if found else (None, None)
-    extra = [SaveOnInterrupt(ctx.run_dir / "checkpoints" / LAST)]
+    extra = [SaveOnInterrupt(ctx.run_dir / "checkpoints" / LAST), SpeedCallback(SpeedConfig(**cfg.get("speed", {})))]
     if "fewshot_callback" in cfg:
         extra.append(FewShotCallback(**cfg["fewshot_callback"]))
     trainer, state = build_trainer(cfg["trainer"], ctx.run_dir, dm, CheckpointConfig(**cfg.get("checkpoint", {})),
@@ -171,19 +172,19 @@ def _train_from_scratch(ctx: RunContext, mpp: bool) -> Outcome | None:
                    resumed=ckpt is not None)
 
 
-@register_protocol("pretrain", required=("data", "optim", "eval"), optional=("checkpoint", "finetune", "fewshot_callback"),
+@register_protocol("pretrain", required=("data", "optim", "eval"), optional=("checkpoint", "finetune", "fewshot_callback", "speed"),
                    description="train from scratch; test top-1 and few-shot; optionally fine-tune")
 def pretrain(ctx: RunContext) -> Outcome | None:
     return _train_from_scratch(ctx, mpp=False)
 
 
-@register_protocol("mpp", required=("data", "mpp", "eval"), optional=("checkpoint", "finetune", "fewshot_callback"),
+@register_protocol("mpp", required=("data", "mpp", "eval"), optional=("checkpoint", "finetune", "fewshot_callback", "speed"),
                    description="masked patch prediction pre-training (Sec. 4.6); few-shot; optionally fine-tune")
 def mpp(ctx: RunContext) -> Outcome | None:
     return _train_from_scratch(ctx, mpp=True)
 
 
-@register_protocol("finetune", required=("data", "eval", "init", "finetune"),
+@register_protocol("finetune", required=("data", "eval", "init", "finetune"), optional=("speed",),
                    description="load init.checkpoint; few-shot probe; fine-tune (Table 4 sweep)")
 def finetune(ctx: RunContext) -> Outcome | None:
     cfg = ctx.cfg

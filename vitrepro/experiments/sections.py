@@ -2,7 +2,8 @@
 
 ``data``: ``ImageClassificationDataModule``; ``optim``: ``OptimConfig``; ``mpp``: ``MPPConfig``; ``eval``:
 ``EvalConfig``; ``init``: ``InitConfig``; ``finetune``: ``FinetuneConfig`` fields + ``FinetuneSection``;
-``fewshot_callback``: ``FewShotCallback``; ``checkpoint``: ``CheckpointConfig``; ``trainer``:
+``fewshot_callback``: ``FewShotCallback``; ``checkpoint``: ``CheckpointConfig``; ``speed``: ``SpeedConfig``
+(bf16, compile, fused optimizer, channels-last; not part of the run id); ``trainer``:
 ``lightning.Trainer`` (less the arguments the runner owns). Which sections a run takes is its protocol's
 (``protocols.py``).
 """
@@ -15,6 +16,7 @@ from typing import Any
 from ..data import ImageClassificationDataModule
 from ..evaluation.fewshot_callback import FewShotCallback
 from ..tasks import FinetuneConfig, MPPConfig, OptimConfig
+from ..tasks.speed import SpeedConfig
 from .training import CheckpointConfig
 
 
@@ -82,7 +84,7 @@ CALLBACK_SKIP = {"datamodule"}  # FewShotCallback arguments the runner sets
 
 #: Section name -> the class whose signature validates it (``finetune`` is handled apart: two classes).
 SECTION_CLASSES = {"data": ImageClassificationDataModule, "optim": OptimConfig, "eval": EvalConfig,
-                   "init": InitConfig, "mpp": MPPConfig, "checkpoint": CheckpointConfig}
+                   "init": InitConfig, "mpp": MPPConfig, "checkpoint": CheckpointConfig, "speed": SpeedConfig}
 
 
 def allowed_keys(cls) -> list[str]:

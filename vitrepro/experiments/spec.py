@@ -52,7 +52,7 @@ TOP_KEYS = ("name", "description", "task", "report", "default_scale", "base", "g
 TASKS = tuple(PROTOCOLS)
 RUN_SECTIONS = tuple(dict.fromkeys(k for p in PROTOCOLS.values() for k in p.sections))
 #: Report kinds an experiment may name (``vitrepro.report.REPORTS``, not imported here: it loads plotting).
-REPORT_KINDS = ("pos_emb_table8", "data_size_scaling", "compute_transfer")
+REPORT_KINDS = ("pos_emb_table8", "data_size_scaling", "compute_transfer", "few_shot_curves")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _RUN_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.][A-Za-z0-9_.-]*$")
 
@@ -84,17 +84,20 @@ class RunSpec:
     data_ids: dict[str, str] = field(default_factory=dict)
 
     def identity(self) -> dict[str, Any]:
-        """What determines the run's result: the config less ``NOT_IN_ID`` and the ``checkpoint`` and
-        ``fewshot_callback`` sections; each data root replaced by the data set's fingerprint (its spelling
+        """What determines the run's result: the config less ``NOT_IN_ID`` and the ``checkpoint``,
+        ``fewshot_callback`` and ``speed`` sections (``data.loader`` only when not the default ``cpu``); each data root replaced by the data set's fingerprint (its spelling
         when the data could not be opened, e.g. in a dry run without it); ``init.checkpoint`` by its last
         path component (a run directory's name is its run id; ``init.run`` is resolved to one by the command
         line, and stands for itself until then)."""
         cfg = copy.deepcopy(self.config)
-        for key in ("checkpoint", "fewshot_callback"):
+        for key in ("checkpoint", "fewshot_callback", "speed"):
             cfg.pop(key, None)
         for section, keys in NOT_IN_ID.items():
             for k in keys:
                 (cfg.get(section) or {}).pop(k, None)
+        for data in (cfg["data"], (cfg.get("finetune") or {}).get("data") or {}):
+            if data.get("loader") == "cpu":  # the default input path, as before the key existed
+                data.pop("loader")
         cfg["data"]["copy"] = self.data_ids.get("data") or f"root:{self.config['data'].get('root')}"
         ft = cfg.get("finetune")
         if ft:

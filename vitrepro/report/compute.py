@@ -133,7 +133,7 @@ def compute_markdown(runs: pd.DataFrame, scale: str, runs_csv: Path) -> str:
             d = v["diff"].dropna()
             if len(d):
                 lines += ["", f"Mean difference {d.mean():+.2f} pp over {len(d)} {fam} run(s) within BiT's compute range: "
-                              + (f"{fam} ahead at equal compute." if d.mean() > 0 else f"BiT ahead at equal compute.")]
+                              + (f"{fam} ahead at equal compute." if d.mean() > 0 else "BiT ahead at equal compute.")]
     return "\n".join(lines) + "\n"
 
 

@@ -94,7 +94,9 @@ class SupervisedTask(L.LightningModule):
         logits = self(x)
         loss = self.loss(logits, y)
         self.train_top1(logits, y)
-        self.log("train/loss", loss, prog_bar=True)
+        # on a GPU the loss goes to the logger every log_every_n_steps only: the progress bar would read it
+        # (a host-device sync) every step
+        self.log("train/loss", loss, prog_bar=loss.device.type != "cuda")
         self.log("train/top1", self.train_top1, on_step=False, on_epoch=True)
         return loss
 
@@ -130,4 +132,4 @@ class ClassificationTask(SupervisedTask):
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = o.warmup_steps if o.warmup_steps is not None else int(o.warmup_fraction * total)
         return build_optimizer(self.model, "adamw", o.lr, o.weight_decay, total, warmup, o.schedule,
-                               betas=(o.beta1, o.beta2))
+                               betas=(o.beta1, o.beta2), fused=getattr(self, "fused_optimizer", False))

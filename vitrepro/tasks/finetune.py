@@ -155,7 +155,7 @@ class FinetuneTask(SupervisedTask):
     def configure_optimizers(self):
         c = self.config
         return build_optimizer(self.model, "sgd", c.lr, c.weight_decay, self.total_steps(), c.warmup_steps,
-                               c.schedule, momentum=c.momentum)
+                               c.schedule, momentum=c.momentum, fused=getattr(self, "fused_optimizer", False))
 
 
 __all__ = ["FinetuneConfig", "FinetuneTask", "load_pretrained", "CheckpointMismatchError", "describe_state_dict",

@@ -200,7 +200,7 @@ class MaskedPatchPredictionTask(L.LightningModule):
         c = self.config
         total = c.steps if c.steps is not None else max(1, int(self.trainer.estimated_stepping_batches))
         return build_optimizer(self, "adamw", c.lr, c.weight_decay, total, c.warmup_steps, c.schedule,
-                               betas=(c.beta1, c.beta2))
+                               betas=(c.beta1, c.beta2), fused=getattr(self, "fused_optimizer", False))
 
 
 __all__ = ["MaskedPatchPredictionTask", "MPPConfig", "mpp_targets", "corrupt_patch_embeddings", "mpp_loss",

@@ -39,17 +39,17 @@ def kernel_param_groups(model: torch.nn.Module, weight_decay: float) -> list[dic
 
 def build_optimizer(model: torch.nn.Module, name: str, lr: float, weight_decay: float, total_steps: int,
                     warmup_steps: int, schedule: str, betas: tuple[float, float] = (0.9, 0.999),
-                    momentum: float = 0.9) -> dict:
+                    momentum: float = 0.9, fused: bool = False) -> dict:
     """``configure_optimizers``' return value: the optimizer over ``kernel_param_groups(model, weight_decay)``
     and a per-step ``LambdaLR`` of ``warmup_decay``. Raises ``ValueError`` for an unknown optimizer or
-    schedule (naming the allowed ones)."""
+    schedule (naming the allowed ones). ``fused``: the fused kernel (``speed.fused_optimizer``)."""
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule={schedule!r} is not one of {', '.join(SCHEDULES)}")
     groups = kernel_param_groups(model, weight_decay)
     if name == "adamw":
-        opt = torch.optim.AdamW(groups, lr=lr, betas=betas)
+        opt = torch.optim.AdamW(groups, lr=lr, betas=betas, **({"fused": True} if fused else {}))
     elif name == "sgd":
-        opt = torch.optim.SGD(groups, lr=lr, momentum=momentum)
+        opt = torch.optim.SGD(groups, lr=lr, momentum=momentum, **({"fused": True} if fused else {}))
     else:
         raise ValueError(f"optimizer {name!r} is not one of {', '.join(OPTIMIZERS)}")
     total = max(1, int(total_steps))

@@ -1,0 +1,312 @@
+"""The inspection figures of Sec. 4.5 (Figures 6, 7 and 11) drawn from any checkpoint: ``vitrepro analyze``.
+
+Kinds (``KINDS``), each one figure (``<out>/<kind>_<name>.png``), the numbers it draws (``.npz``: ``vitrepro
+figures`` redraws the figure from them, without the checkpoint) and a caption beside it (``.md``: what it
+shows, the paper's panel, the runs and the commands that trained them, the data copy, the hardware and the
+wall time):
+
+- ``filters``: Figure 7 left, the first 28 principal components of the patch-embedding filters;
+- ``posemb``: Figure 7 centre, the cosine similarity of each patch's position embedding to every other's,
+  one mosaic per table (the stem's, or each layer's for the every-layer placement), one row per run;
+- ``distance``: Figure 7 right (and Figure 11), the mean attention distance of each head against network
+  depth, the trained model beside a randomly initialized one of the same architecture;
+- ``rollout``: Figure 6, attention rollout maps of the class token over test images.
+
+The measures are ``vitrepro.analysis``; models of the uniform API (ViT and hybrids: ours, converted timm
+weights, a Google ``.npz``).
+"""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import analysis
+from ..atomic import save_figure, write_text
+
+KINDS = ("filters", "posemb", "distance", "rollout")
+PANELS = {"filters": "Figure 7 (left): RGB embedding filters, first 28 principal components",
+          "posemb": "Figure 7 (centre): position-embedding similarity",
+          "distance": "Figure 7 (right) / Figure 11: mean attention distance by head and depth",
+          "rollout": "Figure 6: attention rollout of the class token (Abnar and Zuidema 2020)"}
+
+
+@dataclass
+class Subject:
+    """A model to inspect: the network (eval mode), a short label, its data config (the run's, or {}),
+    the checkpoint it came from and the command that trained it (None for outside weights)."""
+
+    model: nn.Module
+    label: str
+    data: dict[str, Any]
+    checkpoint: str
+    command: str | None
+
+
+def load_subject(source: str | None, model_name: str | None = None, checkpoint: str | None = None) -> Subject:
+    """A run directory of ``vitrepro run``, a ``.ckpt`` of ours, or ``model_name`` with outside weights
+    (``checkpoint``: timm state_dict or Google ``.npz``). Raises ``FileNotFoundError`` (with the command that
+    writes a missing run checkpoint), ``ValueError`` for a model without attention (a BiT ResNet)."""
+    import yaml
+
+    from ..models import model_defaults
+    from ..models.checkpoint import load_pretrained, model_from_checkpoint, run_checkpoint
+
+    data, command = {}, None
+    if source and Path(source).is_dir():
+        ckpt = run_checkpoint(source)
+        saved = yaml.safe_load((Path(source) / "config.yaml").read_text())
+        data, command, label = dict(saved["config"]["data"]), saved.get("command"), Path(source).name
+        model = model_from_checkpoint(ckpt)
+    elif source or checkpoint:
+        ckpt = Path(source or checkpoint)
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"analyze: {ckpt} is neither a run directory nor a checkpoint file")
+        if model_name:
+            d = model_defaults(model_name)
+            model = load_pretrained(model_name, ckpt, num_classes=d.get("num_classes", 1000), img_size=d["img_size"])
+        else:
+            model = model_from_checkpoint(ckpt)
+        label = ckpt.stem
+    else:
+        raise ValueError("analyze: give a run directory or a checkpoint file (or --model NAME --checkpoint PATH)")
+    if not hasattr(model, "transformer"):
+        raise ValueError(f"analyze: {label} is a {type(model).__name__}, which has no attention or position "
+                         "embedding (allowed: ViT and hybrid models)")
+    return Subject(model.eval(), label, data, str(ckpt), command)
+
+
+def random_twin(model: nn.Module, seed: int = 0) -> nn.Module:
+    """A randomly initialized model of ``model``'s architecture (its own initialization scheme)."""
+    torch.manual_seed(seed)
+    return type(model)(model.cfg).eval()
+
+
+def pixel_patch(model: nn.Module) -> int:
+    """Pixels per patch side: ``patch_size``, times the ResNet's stride for a hybrid."""
+    return model.cfg.patch_size * getattr(model.cfg, "resnet_stride", 1)
+
+
+def test_images(data: dict[str, Any], n: int, img_size: int) -> tuple[torch.Tensor, str]:
+    """``n`` images spread evenly over the test split of ``data`` (``ImageClassificationDataModule``
+    arguments; a test split sorted by class gives every class its share), normalized as in training,
+    (n, 3, img_size, img_size), and the data set's description."""
+    from ..data import ImageClassificationDataModule
+
+    keep = {k: v for k, v in data.items() if k in ("dataset", "root", "seed", "val_fraction", "train_size")}
+    dm = ImageClassificationDataModule(**keep, img_size=img_size, num_workers=0)
+    dm.setup()
+    n = min(n, len(dm.test_set))
+    picks = np.linspace(0, len(dm.test_set) - 1, n).round().astype(int)
+    return torch.stack([dm.test_set[int(i)][0] for i in picks]), dm.describe()
+
+
+def attentions_of(model: nn.Module, x: torch.Tensor, batch: int = 64) -> list[torch.Tensor]:
+    """Per layer, the attention weights (B, H, N, N) of ``x`` (B, 3, H, W), in batches."""
+    outs = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            outs.append(model.forward_features(x[i:i + batch], return_attention=True)[1])
+    return [torch.cat([o[layer] for o in outs]) for layer in range(len(outs[0]))]
+
+
+def _mosaic(sim: torch.Tensor, gap: int = 1) -> np.ndarray:
+    """(g, g, g, g) similarity maps -> one (g*(g+gap), g*(g+gap)) image, NaN in the gaps."""
+    gh, gw = sim.shape[:2]
+    out = np.full((gh * (gh + gap), gw * (gw + gap)), np.nan)
+    for i in range(gh):
+        for j in range(gw):
+            out[i * (gh + gap):i * (gh + gap) + gh, j * (gw + gap):j * (gw + gap) + gw] = sim[i, j].numpy()
+    return out
+
+
+def _figure(w: float, h: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(w, h), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def measure(kind: str, subjects: list[Subject], images: int = 8, data_root: str | None = None
+            ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The numbers a figure of ``kind`` draws, as arrays (saved beside it as ``.npz``, so ``vitrepro
+    figures`` redraws it without the checkpoint), and its facts (labels, sizes, data). Raises
+    ``ValueError`` for an unknown kind, several models for a kind that takes one, or no table to show."""
+    if kind not in KINDS:
+        raise ValueError(f"analyze: unknown kind {kind!r} (allowed: {', '.join(KINDS)})")
+    if kind != "posemb" and len(subjects) != 1:
+        raise ValueError(f"analyze {kind}: takes one run or checkpoint, got {len(subjects)} (only posemb takes several)")
+    meta: dict[str, Any] = {"kind": kind, "labels": [s.label for s in subjects]}
+    if kind == "filters":
+        return {"components": analysis.embedding_filters_pca(subjects[0].model, 28).numpy()}, meta
+    if kind == "posemb":
+        arrays = {}
+        for i, s in enumerate(subjects):
+            for name, sim in analysis.posemb_similarity(s.model).items():
+                arrays[f"s{i}_{name}"] = sim.numpy()
+        if not arrays:
+            raise ValueError("analyze posemb: none of the models has a position-embedding table (none, relative)")
+        return arrays, meta
+    s = subjects[0]
+    data = dict(s.data, **({"root": data_root} if data_root else {}))
+    x, meta["data"] = test_images(data, images if kind == "rollout" else max(images, 64), s.model.cfg.img_size)
+    meta.update(images=len(x), img_size=int(x.shape[-1]), patch_px=pixel_patch(s.model))
+    grid = s.model.cfg.grid_size
+    if kind == "rollout":
+        maps = analysis.rollout_map(attentions_of(s.model, x), grid)
+        pixels = ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        return {"images": pixels.numpy(), "maps": maps.numpy()}, meta
+    trained = analysis.mean_attention_distance(attentions_of(s.model, x), grid, meta["patch_px"])
+    rand = analysis.mean_attention_distance(attentions_of(random_twin(s.model), x), grid, meta["patch_px"])
+    return {"trained": trained.numpy(), "random": rand.numpy()}, meta
+
+
+def _short(data_text: str) -> str:
+    return data_text.split(" (")[0]
+
+
+def plot_filters(arrays: dict[str, np.ndarray], meta: dict[str, Any]):
+    comps = arrays["components"]
+    cols = 7
+    rows = -(-len(comps) // cols)
+    fig = _figure(1.0 * cols, 1.0 * rows + 0.5)
+    for i, ax in enumerate(fig.subplots(rows, cols, squeeze=False).flat):
+        ax.axis("off")
+        if i < len(comps):
+            ax.imshow(comps[i].transpose(1, 2, 0), interpolation="nearest")
+    fig.suptitle(f"{PANELS['filters']}\n{meta['labels'][0]}", fontsize=8)
+    return fig
+
+
+def plot_posemb(arrays: dict[str, np.ndarray], meta: dict[str, Any]):
+    labels = meta["labels"]
+    rows = [[(k.split("_", 1)[1], v) for k, v in arrays.items() if k.startswith(f"s{i}_")] for i in range(len(labels))]
+    cols = max(len(r) for r in rows)
+    fig = _figure(min(max(1.6 * cols + 0.8, 4.0), 10), 1.75 * len(labels) + 0.6)
+    axes = fig.subplots(len(labels), cols, squeeze=False)
+    im = None
+    for ax_row, label, tables in zip(axes, labels, rows):
+        for ax in ax_row:
+            ax.axis("off")
+        if not tables:
+            ax_row[0].set_title(f"{label}\nno table (none or relative)", fontsize=6)
+        for ax, (name, sim) in zip(ax_row, tables):
+            im = ax.imshow(_mosaic(torch.from_numpy(sim)), cmap="viridis", vmin=-1, vmax=1, interpolation="nearest")
+            g = sim.shape[0]
+            ax.set_title(f"{label}\n{name} table ({g}x{g} patches)" if ax is ax_row[0] else f"{name} table", fontsize=6)
+    if im is not None:
+        fig.colorbar(im, ax=axes, shrink=0.6, label="cosine similarity")
+    fig.suptitle(f"{PANELS['posemb']}\ntile (i, j): patch (i, j)'s similarity to every patch", fontsize=8)
+    return fig
+
+
+def plot_distance(arrays: dict[str, np.ndarray], meta: dict[str, Any]):
+    fig = _figure(6.0, 2.6)
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, dist, what in zip(axes, (arrays["trained"], arrays["random"]),
+                              ("trained: " + meta["labels"][0], "random initialization")):
+        L, H = dist.shape
+        for h in range(H):
+            ax.scatter(np.arange(L) + 0.08 * (h - H / 2), dist[:, h], s=8, label=f"head {h + 1}")
+        ax.set_xticks(range(L), [str(i + 1) for i in range(L)])
+        ax.set_xlabel("network depth (layer)", fontsize=8)
+        ax.set_title(what, fontsize=7)
+        ax.tick_params(labelsize=7)
+    axes[0].set_ylabel("mean attention distance (pixels)", fontsize=8)
+    axes[1].legend(fontsize=5, loc="lower right", ncol=2)
+    fig.suptitle(f"{PANELS['distance']}\n{meta['images']} test images at {meta['img_size']}x{meta['img_size']} "
+                 f"({_short(meta['data'])}); patches of {meta['patch_px']} pixels", fontsize=7)
+    return fig
+
+
+def plot_rollout(arrays: dict[str, np.ndarray], meta: dict[str, Any]):
+    images, maps = arrays["images"].astype(np.float32) / 255, torch.from_numpy(arrays["maps"])
+    up = nn.functional.interpolate(maps[:, None], size=images.shape[1:3], mode="bilinear", align_corners=False)[:, 0]
+    n = len(images)
+    fig = _figure(0.9 * n + 0.3, 2.2)
+    axes = fig.subplots(2, n, squeeze=False)
+    for i in range(n):
+        axes[0, i].imshow(images[i], interpolation="nearest")
+        axes[1, i].imshow(images[i] * up[i, ..., None].numpy(), interpolation="nearest")
+        for ax in axes[:, i]:
+            ax.axis("off")
+    fig.suptitle(f"{PANELS['rollout']}\n{meta['labels'][0]}: input (top), input x rollout map (bottom); "
+                 f"{_short(meta['data'])} test images", fontsize=7)
+    return fig
+
+
+PLOTS = {"filters": plot_filters, "posemb": plot_posemb, "distance": plot_distance, "rollout": plot_rollout}
+
+
+def _hardware() -> str:
+    return (torch.cuda.get_device_name(0) if torch.cuda.is_available()
+            else f"cpu: {platform.processor() or platform.machine()} x{torch.get_num_threads()} threads")
+
+
+def save_measures(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
+    """``arrays`` and ``meta`` (as JSON text) in one ``.npz`` (read back without pickle: ``load_measures``)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, __meta__=np.array(json.dumps(meta)), **arrays)
+    tmp.replace(path)
+    return path
+
+
+def load_measures(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The arrays and facts ``save_measures`` wrote; never unpickles (a file handed to us runs no code)."""
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files if k != "__meta__"}
+        meta = json.loads(str(z["__meta__"]))
+    return arrays, meta
+
+
+def redraw(npz: Path) -> Path:
+    """Draw the figure of a saved ``<kind>_<name>.npz`` into the ``.png`` beside it; return its path."""
+    arrays, meta = load_measures(npz)
+    if meta.get("kind") not in PLOTS:
+        raise ValueError(f"{npz}: key 'kind': {meta.get('kind')!r} is not one of {', '.join(PLOTS)}")
+    return save_figure(PLOTS[meta["kind"]](arrays, meta), Path(npz).with_suffix(".png"))
+
+
+def analyze(kind: str, subjects: list[Subject], out_dir: Path, name: str, command: str, images: int = 8,
+            data_root: str | None = None) -> list[Path]:
+    """Measure ``kind`` (one of ``KINDS``) for ``subjects`` and write ``out_dir/<kind>_<name>.npz`` (the
+    numbers), ``.png`` (the figure) and ``.md`` (its caption: the paper's panel, the command, the models and
+    the commands that trained them, the data copy, the hardware, the wall time); return the paths.
+    ``data_root`` replaces the runs' data root (``distance``, ``rollout``). Raises as ``measure``."""
+    t0 = time.time()
+    arrays, meta = measure(kind, subjects, images, data_root)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    npz, md = out_dir / f"{kind}_{name}.npz", out_dir / f"{kind}_{name}.md"
+    png = redraw(save_measures(npz, arrays, meta))
+    lines = [f"# {PANELS[kind]}", "", f"![{kind}]({png.name})", "", f"Command: `{command}`", "", "Models:"]
+    lines += [f"- `{s.label}` ({type(s.model).__name__}, {s.model.cfg.img_size}x{s.model.cfg.img_size}, "
+              f"patch {pixel_patch(s.model)} px): checkpoint `{s.checkpoint}`"
+              + (f", trained by `{s.command}`" if s.command else "") for s in subjects]
+    if "data" in meta:
+        lines += ["", f"Data: {meta['data']}"]
+    lines += ["", f"Hardware: {_hardware()}; wall time {time.time() - t0:.1f} s. Numbers: `{npz.name}` "
+              "(`vitrepro figures` redraws the figure from them)."]
+    if kind == "distance":
+        tr, rd = arrays["trained"], arrays["random"]
+        lines += ["", "Mean attention distance (pixels) per layer, mean over heads [min-max]:", "",
+                  "| layer | trained | random init |", "|---|---|---|"]
+        lines += [f"| {i + 1} | {tr[i].mean():.2f} [{tr[i].min():.2f}-{tr[i].max():.2f}] | "
+                  f"{rd[i].mean():.2f} [{rd[i].min():.2f}-{rd[i].max():.2f}] |" for i in range(len(tr))]
+    write_text(md, "\n".join(lines) + "\n")
+    return [npz, png, md]
+
+
+__all__ = ["KINDS", "PANELS", "PLOTS", "Subject", "load_subject", "random_twin", "pixel_patch", "test_images",
+           "attentions_of", "measure", "plot_filters", "plot_posemb", "plot_distance", "plot_rollout",
+           "save_measures", "load_measures", "redraw", "analyze"]
