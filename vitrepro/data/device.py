@@ -140,9 +140,7 @@ class DeviceLoader:
             return torch.arange(len(self.labels), device=self.device), 0, 0
         epoch = self.order_sampler.current_epoch()
         shard, _ = self.order_sampler.order(epoch)
-        resume = self.order_sampler._resume
-        start = resume[1] if resume is not None and resume[0] == epoch else 0
-        self.order_sampler._resume = None
+        start = self.order_sampler.take_start(epoch)
         return torch.as_tensor(shard, device=self.device), epoch, start // self.batch_size
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -82,11 +82,16 @@ class ResumableSampler(DistributedSampler):
             perm = np.concatenate([perm, perm[: total - self.n]])
         return perm[rank::world], item_seeds
 
+    def take_start(self, epoch: int) -> int:
+        """The items of ``epoch`` this rank already consumed (``resume_at``), once: later calls give 0."""
+        start = self._resume[1] if self._resume is not None and self._resume[0] == epoch else 0
+        self._resume = None
+        return start
+
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = self.current_epoch()
         shard, item_seeds = self.order(epoch)
-        start = self._resume[1] if self._resume is not None and self._resume[0] == epoch else 0
-        self._resume = None
+        start = self.take_start(epoch)
         for i in shard[start:]:
             yield int(i), int(item_seeds[i])
 

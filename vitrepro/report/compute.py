@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import save_figure, write_text
+from .runs import load_scale, split_failed
 
 FAMILIES = ("ViT", "BiT", "hybrid")
 MEASURES = {"fewshot_5": "5-shot linear", "ft_top1": "fine-tuned top-1"}
@@ -34,20 +35,9 @@ def family_of(label: str) -> str:
 
 
 def load_compute_runs(runs_csv: Path, scale: str) -> pd.DataFrame:
-    """The finished rows of ``scale`` with a ``family`` and ``pretrain_pflops`` column. Raises
-    ``FileNotFoundError`` for a missing file, ``ValueError`` naming what is missing (columns, or the scales
-    present when none is ``scale``)."""
-    runs_csv = Path(runs_csv)
-    if not runs_csv.is_file():
-        raise FileNotFoundError(f"runs file not found: {runs_csv}")
-    runs = pd.read_csv(runs_csv)
-    missing = [c for c in ("scale", "model", "pretrain_flops") if c not in runs.columns]
-    if missing:
-        raise ValueError(f"{runs_csv}: missing column(s) {missing}; columns are {list(runs.columns)}")
-    present = sorted(set(runs["scale"].astype(str)))
-    runs = runs[runs["scale"] == scale].copy()
-    if runs.empty:
-        raise ValueError(f"{runs_csv}: no rows with scale={scale!r}; scales present: {', '.join(present) or 'none'}")
+    """The rows of ``scale`` with a ``family`` and ``pretrain_pflops`` column. Raises as
+    ``report.runs.load_scale``."""
+    runs = load_scale(runs_csv, scale, ("model", "pretrain_flops"))
     runs["family"] = runs["model"].map(family_of)
     runs["pretrain_pflops"] = runs["pretrain_flops"] / 1e15
     return runs.reset_index(drop=True)
@@ -193,8 +183,7 @@ def write_report(runs_csv: Path, paper_csv: Path | None, out_dir: Path, scale: s
     """Write ``compute_<scale>.md`` and ``.png`` into ``out_dir``; return their paths. ``paper_csv``: Table 6
     (``results/paper/table6_compute.csv``), drawn beside ours. Raises as ``load_compute_runs``."""
     runs = load_compute_runs(runs_csv, scale)
-    status = runs["status"] if "status" in runs.columns else pd.Series("finished", index=runs.index)
-    failed, runs = runs[status == "failed"], runs[status == "finished"].reset_index(drop=True)
+    runs, failed = split_failed(runs)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     md, png = out_dir / f"compute_{scale}.md", out_dir / f"compute_{scale}.png"

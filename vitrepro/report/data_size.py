@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..atomic import save_figure, write_text
+from .runs import load_scale, split_failed
 
 MEASURES = {"fewshot_5": "5-shot linear", "fewshot_25": "25-shot linear", "top1": "pre-training top-1",
             "ft_top1": "fine-tuned top-1"}
@@ -30,17 +31,7 @@ MEASURES = {"fewshot_5": "5-shot linear", "fewshot_25": "25-shot linear", "top1"
 def load_scaling_runs(runs_csv: Path, scale: str) -> pd.DataFrame:
     """The rows of ``scale`` with ``train_size`` numeric. Raises ``FileNotFoundError`` for a missing file,
     ``ValueError`` naming the scales present when none has ``scale`` or the columns the report needs."""
-    runs_csv = Path(runs_csv)
-    if not runs_csv.is_file():
-        raise FileNotFoundError(f"runs file not found: {runs_csv}")
-    runs = pd.read_csv(runs_csv)
-    missing = [c for c in ("scale", "model", "train_size") if c not in runs.columns]
-    if missing:
-        raise ValueError(f"{runs_csv}: missing column(s) {missing}; columns are {list(runs.columns)}")
-    present = sorted(set(runs["scale"].astype(str)))
-    runs = runs[runs["scale"] == scale].copy()
-    if runs.empty:
-        raise ValueError(f"{runs_csv}: no rows with scale={scale!r}; scales present: {', '.join(present) or 'none'}")
+    runs = load_scale(runs_csv, scale, ("model", "train_size"))
     runs["train_size"] = pd.to_numeric(runs["train_size"])
     return runs.reset_index(drop=True)
 
@@ -155,8 +146,7 @@ def write_report(runs_csv: Path, paper_csv: Path | None, out_dir: Path, scale: s
     paper's Figure 3 points (``results/paper/fig3_data_size.csv``), drawn beside ours (Fig. 4's are not
     tabulated). Raises as ``load_scaling_runs``."""
     runs = load_scaling_runs(runs_csv, scale)
-    status = runs["status"] if "status" in runs.columns else pd.Series("finished", index=runs.index)
-    failed, runs = runs[status == "failed"], runs[status == "finished"].reset_index(drop=True)
+    runs, failed = split_failed(runs)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     md, png = out_dir / f"data_size_{scale}.md", out_dir / f"data_size_{scale}.png"

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..atomic import save_figure, write_text
+from .runs import load_scale, split_failed
 
 
 def shots_of(runs: pd.DataFrame) -> list[int]:
@@ -32,17 +33,12 @@ def curve_label(row) -> str:
 def load_few_shot_runs(runs_csv: Path, scale: str) -> pd.DataFrame:
     """The finished rows of ``scale``. Raises ``FileNotFoundError`` for a missing file, ``ValueError`` naming
     the scales present when none is ``scale``, or when no ``fewshot_<k>`` column exists."""
-    runs_csv = Path(runs_csv)
-    if not runs_csv.is_file():
-        raise FileNotFoundError(f"runs file not found: {runs_csv}")
-    runs = pd.read_csv(runs_csv)
+    runs, _ = split_failed(load_scale(runs_csv, scale, ("model",)))
     if not shots_of(runs):
         raise ValueError(f"{runs_csv}: no fewshot_<k> column; columns are {list(runs.columns)}")
-    present = sorted(set(runs["scale"].astype(str)))
-    runs = runs[(runs["scale"] == scale) & (runs.get("status", "finished") == "finished")]
     if runs.empty:
-        raise ValueError(f"{runs_csv}: no finished rows with scale={scale!r}; scales present: {', '.join(present) or 'none'}")
-    return runs.reset_index(drop=True)
+        raise ValueError(f"{runs_csv}: no finished run with scale={scale!r}")
+    return runs
 
 
 def few_shot_markdown(runs: pd.DataFrame, scale: str, runs_csv: Path) -> str:

@@ -94,7 +94,7 @@ def pixel_patch(model: nn.Module) -> int:
     return model.cfg.patch_size * getattr(model.cfg, "resnet_stride", 1)
 
 
-def test_images(data: dict[str, Any], n: int, img_size: int) -> tuple[torch.Tensor, str]:
+def eval_images(data: dict[str, Any], n: int, img_size: int) -> tuple[torch.Tensor, str]:
     """``n`` images spread evenly over the test split of ``data`` (``ImageClassificationDataModule``
     arguments; a test split sorted by class gives every class its share), normalized as in training,
     (n, 3, img_size, img_size), and the data set's description."""
@@ -158,7 +158,7 @@ def measure(kind: str, subjects: list[Subject], images: int = 8, data_root: str 
         return arrays, meta
     s = subjects[0]
     data = dict(s.data, **({"root": data_root} if data_root else {}))
-    x, meta["data"] = test_images(data, images if kind == "rollout" else max(images, 64), s.model.cfg.img_size)
+    x, meta["data"] = eval_images(data, images if kind == "rollout" else max(images, 64), s.model.cfg.img_size)
     meta.update(images=len(x), img_size=int(x.shape[-1]), patch_px=pixel_patch(s.model))
     grid = s.model.cfg.grid_size
     if kind == "rollout":
@@ -307,6 +307,6 @@ def analyze(kind: str, subjects: list[Subject], out_dir: Path, name: str, comman
     return [npz, png, md]
 
 
-__all__ = ["KINDS", "PANELS", "PLOTS", "Subject", "load_subject", "random_twin", "pixel_patch", "test_images",
+__all__ = ["KINDS", "PANELS", "PLOTS", "Subject", "load_subject", "random_twin", "pixel_patch", "eval_images",
            "attentions_of", "measure", "plot_filters", "plot_posemb", "plot_distance", "plot_rollout",
            "save_measures", "load_measures", "redraw", "analyze"]
