@@ -79,8 +79,10 @@ def plot_few_shot(runs: pd.DataFrame, scale: str):
     ax.set_xscale("log")
     ax.set_xticks(shots, [str(k) for k in shots])
     ax.minorticks_off()
-    data = str(runs["data"].iloc[0]).split(" (")[0] if "data" in runs else "?"
-    ax.set_title(f"Few-shot linear probe of frozen pre-logits, scale {scale}\n{data}, test split", fontsize=8)
+    from .pos_emb_figure import data_set_name
+
+    data = data_set_name(runs["data"].iloc[0]) if "data" in runs else "?"
+    ax.set_title(f"Few-shot linear probe of frozen pre-logits (Sec. 4.1, App. B.2), scale {scale}\n{data}, test split", fontsize=7)
     ax.set_xlabel("shots per class", fontsize=8)
     ax.set_ylabel("top-1 accuracy (%)", fontsize=8)
     ax.tick_params(labelsize=7)

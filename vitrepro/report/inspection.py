@@ -171,7 +171,9 @@ def measure(kind: str, subjects: list[Subject], images: int = 8, data_root: str 
 
 
 def _short(data_text: str) -> str:
-    return data_text.split(" (")[0]
+    from .pos_emb_figure import data_set_name
+
+    return data_set_name(data_text)
 
 
 def plot_filters(arrays: dict[str, np.ndarray], meta: dict[str, Any]):
@@ -232,15 +234,15 @@ def plot_rollout(arrays: dict[str, np.ndarray], meta: dict[str, Any]):
     images, maps = arrays["images"].astype(np.float32) / 255, torch.from_numpy(arrays["maps"])
     up = nn.functional.interpolate(maps[:, None], size=images.shape[1:3], mode="bilinear", align_corners=False)[:, 0]
     n = len(images)
-    fig = _figure(0.9 * n + 0.3, 2.2)
+    fig = _figure(max(0.9 * n + 0.3, 5.0), 2.5)
     axes = fig.subplots(2, n, squeeze=False)
     for i in range(n):
         axes[0, i].imshow(images[i], interpolation="nearest")
         axes[1, i].imshow(images[i] * up[i, ..., None].numpy(), interpolation="nearest")
         for ax in axes[:, i]:
             ax.axis("off")
-    fig.suptitle(f"{PANELS['rollout']}\n{meta['labels'][0]}: input (top), input x rollout map (bottom); "
-                 f"{_short(meta['data'])} test images", fontsize=7)
+    fig.suptitle(f"{PANELS['rollout']}\n{meta['labels'][0]}; {_short(meta['data'])}, test images\n"
+                 "input (top), input x rollout map (bottom)", fontsize=7)
     return fig
 
 
