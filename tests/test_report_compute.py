@@ -53,7 +53,7 @@ def test_report_writes_the_table_the_comparison_and_figure_5(tmp_path):
     md, png = compute.write_report(csv, ROOT / "results" / "paper" / "table6_compute.csv", tmp_path, "cpu")
     text = md.read_text()
     assert "| ViT | ViT-C/4 | 500 |" in text and "| hybrid | R50+ViT-C/8 |" in text
-    assert "| ViT-C/4 (500 steps) | 2.0 | 45.00 | 50.00 | -5.00 |" in text
+    assert "| ViT-C/4 (500 steps) | 2 | 45.00 | 50.00 | -5.00 |" in text
     assert "BiT ahead at equal compute" in text and png.stat().st_size > 10_000
     with pytest.raises(ValueError, match="scales present: cpu"):
         compute.write_report(csv, None, tmp_path, "local")
