@@ -164,6 +164,7 @@ def test_finetune_and_fewshot_tasks_load_the_checkpoint(pretrained_run, tmp_path
     assert err.count("\n") == 1 and "ViT-Ti/4" in err and "width 192" in err and "width 128" in err
 
 
+@pytest.mark.slow  # writes an ImageFolder of mixed sizes, then fine-tunes and probes from the command line
 def test_an_unseen_imagefolder_of_mixed_sizes_fine_tunes_and_probes_from_the_command_line(shapes, pretrained_run,
                                                                                          tmp_path, capsys):
     from PIL import Image
