@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from _record import RANDOM_BATCH, append_results
+from _timm_twins import timm_twin
 from vitrepro.compute import forward_flops
 from vitrepro.experiments.runner import hardware_description
 from vitrepro.models import create_model, model_family
@@ -57,24 +58,6 @@ def peak_flops(device: torch.device, override_tflops: float | None) -> float | N
         return None
     name = torch.cuda.get_device_name(device)
     return next((v * 1e12 for k, v in PEAK_TFLOPS.items() if k in name), None)
-
-
-def timm_twin(name: str, img_size: int, num_classes: int) -> torch.nn.Module | None:
-    """timm's model of the same configuration: the plain ViT (vit_vs_timm.make_pair), BiT's resnetv2,
-    the R50 hybrid ``vit_base_r50_s16_224``; None for a model timm has no twin of."""
-    import timm
-
-    family = model_family(name)
-    if family == "ViT":
-        from vit_vs_timm import make_pair
-
-        return make_pair(name, img_size, num_classes)[1]
-    timm_name = {"R50x1": "resnetv2_50x1_bit", "R50+ViT-B/16": "vit_base_r50_s16_224"}.get(name)
-    if timm_name is None:
-        print(f"{name}: no timm twin (timm has any plain ViT, R50x1 and R50+ViT-B/16); ours alone")
-        return None
-    kw = {"img_size": img_size} if family == "hybrid" else {}
-    return timm.create_model(timm_name, num_classes=num_classes, **kw)
 
 
 def prepare(model: torch.nn.Module, device: torch.device, compile_: bool, resnet: bool) -> torch.nn.Module:

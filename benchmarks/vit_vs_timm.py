@@ -24,29 +24,11 @@ import pandas as pd
 import timm
 import torch
 import torch.nn.functional as F
-from timm.models.vision_transformer import VisionTransformer as TimmViT
 
 from _record import RANDOM_BATCH, append_results
+from _timm_twins import make_pair
 from vitrepro.experiments.runner import hardware_description
-from vitrepro.models import create_model, model_defaults
-from vitrepro.models.convert import vitrepro_to_timm
-
-
-def make_pair(name: str, img_size: int, num_classes: int) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """Our ``name`` and timm's ViT of the same configuration, with the same weights."""
-    torch.manual_seed(0)
-    ours = create_model(name, num_classes=num_classes, img_size=img_size, head_zero_init=False)
-    cfg = ours.cfg
-    if model_defaults(name).get("resnet_layers") or cfg.posemb != "learned_1d" or cfg.posemb_placement != "stem" \
-            or cfg.representation_size:
-        raise ValueError(f"{name}: timm has the plain ViT only (learned_1d at the stem, no pre-logits layer)")
-    gap = cfg.pool == "gap"
-    ref = TimmViT(img_size=img_size, patch_size=cfg.patch_size, embed_dim=cfg.width, depth=cfg.depth,
-                  num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_dim / cfg.width, num_classes=num_classes,
-                  class_token=not gap, global_pool="avg" if gap else "token", fc_norm=False if gap else None,
-                  drop_rate=cfg.dropout, attn_drop_rate=cfg.attention_dropout)
-    ref.load_state_dict(vitrepro_to_timm(ours.state_dict()), strict=True)
-    return ours, ref
+from vitrepro.models import model_defaults
 
 
 def benchmark(name: str, img_size: int, batch: int, steps: int, warmup: int, device: torch.device,

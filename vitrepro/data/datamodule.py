@@ -352,10 +352,7 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
             drop_last = False
         sampler = None
         if train:  # seeded order and augmentations, resumable mid-epoch (sampler.py)
-            sampler = self.train_sampler = ResumableSampler(len(dataset), self.seed, self.epoch_source)
-            if self._resume_at is not None:
-                sampler.resume_at(self._resume_at[0], self._resume_at[1] * batch_size)
-                self._resume_at = None
+            sampler = self._train_order(len(dataset), batch_size)
             dataset = SeededItems(dataset)
         return DataLoader(
             dataset,
@@ -370,17 +367,21 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
             generator=torch.Generator().manual_seed(self.seed),
         )
 
+    def _train_order(self, n: int, batch_size: int) -> ResumableSampler:
+        """The training order of both input paths (kept as ``train_sampler``), starting where a resumed
+        run left off (``resume_at``)."""
+        sampler = self.train_sampler = ResumableSampler(n, self.seed, self.epoch_source)
+        if self._resume_at is not None:
+            sampler.resume_at(self._resume_at[0], self._resume_at[1] * batch_size)
+            self._resume_at = None
+        return sampler
+
     def _device_loader(self, dataset: Dataset, batch_size: int, train: bool):
         from .device import DeviceAugment, DeviceLoader
 
         trainer = getattr(self, "trainer", None)
         device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
-        sampler = None
-        if train:
-            sampler = self.train_sampler = ResumableSampler(len(dataset), self.seed, self.epoch_source)
-            if self._resume_at is not None:
-                sampler.resume_at(self._resume_at[0], self._resume_at[1] * batch_size)
-                self._resume_at = None
+        sampler = self._train_order(len(dataset), batch_size) if train else None
         return DeviceLoader(dataset, batch_size, DeviceAugment(self.train_augment, self.img_size, train), device,
                             sampler=sampler, drop_last=train and len(dataset) >= batch_size, seed=self.seed)
 

@@ -31,7 +31,7 @@ from ..evaluation import FewShotCallback, evaluate_fewshot, extract_features
 from ..compute import forward_flops, training_flops
 from ..models import create_model
 from ..tasks import ClassificationTask, MaskedPatchPredictionTask, MPPConfig, OptimConfig
-from ..tasks.speed import SpeedCallback, SpeedConfig
+from ..tasks.speed import speed_callback
 from .stages import finetune_stage, init_checkpoint, model_factory, pretrained_model
 from .training import CheckpointConfig, SaveOnInterrupt, build_trainer, find_resume_checkpoint, LAST
 
@@ -132,7 +132,7 @@ def _train_from_scratch(ctx: RunContext, mpp: bool) -> Outcome | None:
             if mpp else ClassificationTask(model, dm.num_classes, OptimConfig(**cfg["optim"])))
     found = find_resume_checkpoint(ctx.run_dir, ctx.log, set_aside=is_global_zero())
     ckpt, step = found if found else (None, None)
-    extra = [SaveOnInterrupt(ctx.run_dir / "checkpoints" / LAST), SpeedCallback(SpeedConfig(**cfg.get("speed", {})))]
+    extra = [SaveOnInterrupt(ctx.run_dir / "checkpoints" / LAST), speed_callback(cfg)]
     if "fewshot_callback" in cfg:
         extra.append(FewShotCallback(**cfg["fewshot_callback"]))
     trainer, state = build_trainer(cfg["trainer"], ctx.run_dir, dm, CheckpointConfig(**cfg.get("checkpoint", {})),

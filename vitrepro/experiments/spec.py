@@ -85,8 +85,8 @@ class RunSpec:
 
     def identity(self) -> dict[str, Any]:
         """What determines the run's result: the config less ``NOT_IN_ID`` and the ``checkpoint``,
-        ``fewshot_callback`` and ``speed`` sections (``data.loader`` only when not the default ``cpu``); each data root replaced by the data set's fingerprint (its spelling
-        when the data could not be opened, e.g. in a dry run without it); ``init.checkpoint`` by its last
+        ``fewshot_callback`` and ``speed`` sections (``data.loader`` only when not the default ``cpu``);
+        each data root replaced by the data set's fingerprint (its spelling when the data could not be opened, e.g. in a dry run without it); ``init.checkpoint`` by its last
         path component (a run directory's name is its run id; ``init.run`` is resolved to one by the command
         line, and stands for itself until then)."""
         cfg = copy.deepcopy(self.config)

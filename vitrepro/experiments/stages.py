@@ -22,7 +22,7 @@ from ..data import ImageClassificationDataModule
 from ..models import create_model
 from ..models.checkpoint import run_checkpoint
 from ..tasks import FinetuneConfig, FinetuneTask, load_pretrained
-from ..tasks.speed import SpeedCallback, SpeedConfig
+from ..tasks.speed import speed_callback
 from ..tasks.sweep import sweep_in_lockstep
 from .sections import FINETUNE_FIELDS, FINETUNE_TRAINER_CARRY
 from .training import interactive
@@ -103,7 +103,7 @@ def finetune_stage(make: Callable[[int, int], nn.Module], cfg: dict[str, Any], r
         config = dataclasses.replace(base, lr=lr)
         task = FinetuneTask(make(dm.num_classes, data["img_size"]), dm.num_classes, config)
         trainer = L.Trainer(default_root_dir=run_dir, logger=CSVLogger(run_dir / "finetune", name=name, version=""),
-                            callbacks=[SpeedCallback(SpeedConfig(**cfg.get("speed", {})))],
+                            callbacks=[speed_callback(cfg)],
                             enable_checkpointing=False, **finetune_trainer_kwargs(cfg, ft, config))
         trainer.fit(task, datamodule=dm)
         return task, trainer

@@ -18,7 +18,6 @@ weights, a Google ``.npz``).
 from __future__ import annotations
 
 import json
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -249,11 +248,6 @@ def plot_rollout(arrays: dict[str, np.ndarray], meta: dict[str, Any]):
 PLOTS = {"filters": plot_filters, "posemb": plot_posemb, "distance": plot_distance, "rollout": plot_rollout}
 
 
-def _hardware() -> str:
-    return (torch.cuda.get_device_name(0) if torch.cuda.is_available()
-            else f"cpu: {platform.processor() or platform.machine()} x{torch.get_num_threads()} threads")
-
-
 def save_measures(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
     """``arrays`` and ``meta`` (as JSON text) in one ``.npz`` (read back without pickle: ``load_measures``)."""
     path = Path(path)
@@ -285,6 +279,8 @@ def analyze(kind: str, subjects: list[Subject], out_dir: Path, name: str, comman
     numbers), ``.png`` (the figure) and ``.md`` (its caption: the paper's panel, the command, the models and
     the commands that trained them, the data copy, the hardware, the wall time); return the paths.
     ``data_root`` replaces the runs' data root (``distance``, ``rollout``). Raises as ``measure``."""
+    from ..experiments.runner import hardware_description
+
     t0 = time.time()
     arrays, meta = measure(kind, subjects, images, data_root)
     out_dir = Path(out_dir)
@@ -294,10 +290,12 @@ def analyze(kind: str, subjects: list[Subject], out_dir: Path, name: str, comman
     lines = [f"# {PANELS[kind]}", "", f"![{kind}]({png.name})", "", f"Command: `{command}`", "", "Models:"]
     lines += [f"- `{s.label}` ({type(s.model).__name__}, {s.model.cfg.img_size}x{s.model.cfg.img_size}, "
               f"patch {pixel_patch(s.model)} px): checkpoint `{s.checkpoint}`"
-              + (f", trained by `{s.command}`" if s.command else "") for s in subjects]
+              + (f", trained by `{s.command}`" if s.command else "")
+              + (f" on `{s.data.get('dataset')}` at `{s.data.get('root') or 'the bundled sample'}`" if s.data else "")
+              for s in subjects]
     if "data" in meta:
         lines += ["", f"Data: {meta['data']}"]
-    lines += ["", f"Hardware: {_hardware()}; wall time {time.time() - t0:.1f} s. Numbers: `{npz.name}` "
+    lines += ["", f"Hardware: {hardware_description()}; wall time {time.time() - t0:.1f} s. Numbers: `{npz.name}` "
               "(`vitrepro figures` redraws the figure from them)."]
     if kind == "distance":
         tr, rd = arrays["trained"], arrays["random"]

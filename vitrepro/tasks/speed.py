@@ -104,5 +104,10 @@ class SpeedCallback(L.Callback):
         self.applied = on
 
 
-__all__ = ["SpeedConfig", "SpeedCallback", "compile_in_place", "set_sdpa_backend", "COMPILE_MODES", "SDPA_BACKENDS",
+def speed_callback(cfg: dict) -> SpeedCallback:
+    """The callback of a run config's ``speed`` section (absent: the automatic defaults)."""
+    return SpeedCallback(SpeedConfig(**cfg.get("speed", {})))
+
+
+__all__ = ["SpeedConfig", "SpeedCallback", "speed_callback", "compile_in_place", "set_sdpa_backend", "COMPILE_MODES", "SDPA_BACKENDS",
            "MATMUL_PRECISIONS"]
