@@ -71,11 +71,38 @@ def clear_cache() -> None:
 # ----------------------------------------------------------------------------- python batches
 
 
+#: The only globals a CIFAR python batch may name: numpy's array and dtype reconstructors (the numpy 1 and
+#: 2 module names) and the byte-string encoder of protocol-2 pickles written by Python 3. Dicts, lists,
+#: strings and numbers are pickle opcodes and need no global.
+_BATCH_GLOBALS = frozenset({
+    *((m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray") for n in ("_reconstruct", "scalar")),
+    *((m, "_frombuffer") for m in ("numpy.core.numeric", "numpy._core.numeric")),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+})
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """``pickle.Unpickler`` that resolves only ``_BATCH_GLOBALS``: a file that names any other callable
+    (``os.system``, ``builtins.eval``, ...) is refused before anything of it runs."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _BATCH_GLOBALS:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which a CIFAR batch never holds (allowed: "
+                                         f"numpy arrays, dicts, lists, strings and numbers)")
+        return super().find_class(module, name)
+
+
 def _unpickle(path: Path) -> dict:
+    """One CIFAR python batch, read with ``_BatchUnpickler`` (no code from the file runs). Raises
+    ``ValueError`` naming the file for a pickle that names another global, or is not a dict."""
     # The official batches were pickled by Python 2 (str keys); files written by Python 3 tools
     # often have bytes keys. Normalize keys, and bytes label names, to str.
     with open(path, "rb") as f:
-        entry = pickle.load(f, encoding="latin1")
+        try:
+            entry = _BatchUnpickler(f, encoding="latin1").load()
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError) as e:
+            raise ValueError(f"{path} is refused as a CIFAR python batch: {' '.join(str(e).split()) or 'truncated'}")\
+                from None
     if not isinstance(entry, dict):
         raise ValueError(f"{path} is not a CIFAR python batch (expected a pickled dict, got {type(entry).__name__})")
     return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in entry.items()}
@@ -100,7 +127,8 @@ def read_cifar_python(folder: str | os.PathLike, split: str) -> tuple[np.ndarray
     then 1024 green, then 1024 blue values, row-major 32x32) and ``labels`` / ``fine_labels``: a
     list of n ints. Keys may be str (the official Python-2 pickles) or bytes. No md5 check is made
     (unlike ``torchvision.datasets.CIFAR10``), so re-packed or tiny test copies load too. Files are
-    unpickled: only read batch folders you trust.
+    read by a restricted unpickler (numpy arrays, dicts, lists, strings, numbers): a batch that names any
+    other global, such as ``os.system``, is refused before any of its code runs.
 
     Args:
         folder: the batch folder itself (``.../cifar-10-batches-py`` or ``.../cifar-100-python``).
@@ -111,7 +139,8 @@ def read_cifar_python(folder: str | os.PathLike, split: str) -> tuple[np.ndarray
         and the class names in label order.
 
     Raises:
-        ValueError: unknown split, a folder that is not a batch folder, or a malformed batch.
+        ValueError: unknown split, a folder that is not a batch folder, or a malformed batch (one
+            that names a global other than numpy's array reconstructors included).
     """
     folder = Path(folder)
     if split not in ("train", "test"):
