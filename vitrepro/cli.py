@@ -38,9 +38,26 @@ DATA_ROOT_PLACEHOLDER = "${VITREPRO_DATA}"
 TOP_LEVEL_OVERRIDES = ("--seed",)  # run-config entries outside a section
 
 
+#: A YAML 1.2 float that YAML 1.1 (PyYAML) leaves a string: ``1e-1``, ``1E-3``, ``.5e2`` (no dot or no sign).
+_YAML12_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
+
+
+def parse_value(text: str, where: str) -> Any:
+    """One override's value, read as YAML (1.2 numbers: ``1e-1`` is 0.1), without tags: ``!!python/...``
+    is refused. Raises ``ValueError`` naming ``where`` for text that is not YAML."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ValueError(f"{where}: {text!r} is not a YAML value ({' '.join(str(e).split())[:160]})") from None
+    if isinstance(value, str) and _YAML12_FLOAT.match(value) and not value.lstrip("+-").isdigit():
+        return float(value)
+    return value
+
+
 def parse_overrides(tokens: list[str]) -> dict[str, Any]:
     """``["--trainer.devices=2", "--optim.lr", "3e-4"]`` -> ``{"trainer.devices": 2, "optim.lr": 3e-4}``.
-    Raises ``ValueError`` for a token that is not ``--<section>.<key>[=<value>]``."""
+    Raises ``ValueError`` for a token that is not ``--<section>.<key>[=<value>]`` or a value that is not
+    YAML (``parse_value``)."""
     out, i = {}, 0
     while i < len(tokens):
         tok = tokens[i]
@@ -55,7 +72,7 @@ def parse_overrides(tokens: list[str]) -> dict[str, Any]:
             i += 1
         else:
             raise ValueError(f"override {tok!r} has no value")
-        out[key] = yaml.safe_load(value)
+        out[key] = parse_value(value, f"override --{key}")
         i += 1
     return out
 
@@ -79,13 +96,41 @@ examples:
 
 def _cells(text: str) -> list[int]:
     try:
-        return [int(t) for t in text.split(",")]
+        cells = [int(t) for t in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected grid cell indices like 0,3, got {text!r}") from None
+        cells = [-1]
+    if any(c < 0 for c in cells):
+        raise argparse.ArgumentTypeError(f"expected integers >= 0 separated by commas, like 0,3, got {text!r}")
+    return cells
+
+
+def _counts(text: str) -> list[int]:
+    """``--shots 1,5``: integers >= 1."""
+    cells = _cells(text)
+    if 0 in cells:
+        raise argparse.ArgumentTypeError(f"expected integers >= 1 separated by commas, like 1,5,10,25, got {text!r}")
+    return cells
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``vitrepro run: error: ...``) and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vitrepro", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="vitrepro", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train and evaluate the runs of an experiment file", epilog=RUN_EPILOG,
                          formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -120,8 +165,8 @@ def _build_parser() -> argparse.ArgumentParser:
     fs.add_argument("--checkpoint", help="our .ckpt, a timm state_dict (.pth/.bin/.safetensors) or a Google .npz")
     fs.add_argument("--data-root", help=f"data set root (default ${DATA_ROOT_ENV}; none = bundled sample)")
     fs.add_argument("--dataset", help="cifar10, cifar100, imagefolder, imagenet (default: the run's, or cifar10)")
-    fs.add_argument("--img-size", type=int, help="input resolution (default: the run's, or the model's)")
-    fs.add_argument("--shots", type=_cells, default=[1, 5, 10, 25], help="e.g. 1,5,10,25")
+    fs.add_argument("--img-size", type=_positive, help="input resolution (default: the run's, or the model's)")
+    fs.add_argument("--shots", type=_counts, default=[1, 5, 10, 25], help="e.g. 1,5,10,25")
     fs.add_argument("--seeds", type=_cells, default=[0, 1, 2], help="e.g. 0,1,2")
     an = sub.add_parser("analyze", help="draw an inspection figure of Sec. 4.5 (Figs. 6, 7) from a run or checkpoint",
                         usage="vitrepro analyze {filters,posemb,distance,rollout} RUN_OR_CKPT [RUN_OR_CKPT ...] "
@@ -133,7 +178,7 @@ def _build_parser() -> argparse.ArgumentParser:
     an.add_argument("--model", help="a registered model name, for outside weights (--checkpoint)")
     an.add_argument("--checkpoint", help="a timm state_dict or Google .npz (with --model)")
     an.add_argument("--data-root", help="the test images' data root (default: the run's)")
-    an.add_argument("--images", type=int, default=8, help="test images: rollout maps drawn (default 8); "
+    an.add_argument("--images", type=_positive, default=8, help="test images: rollout maps drawn (default 8); "
                     "attention distance averages over max(N, 64)")
     an.add_argument("--name", help="the figure's file name after <kind>_ (default: the run ids joined)")
     an.add_argument("--results-dir", default=os.environ.get(RESULTS_ENV) or DEFAULT_RESULTS,
@@ -368,6 +413,7 @@ def cmd_run(args, extra: list[str], argv: list[str]) -> int:
     from .experiments import describe_runs, run_experiment
 
     exp, runs = expand_command(args, extra)
+    _check_results_dir(Path(args.results_dir), "--results-dir")
     _check_devices(runs, exp)
     if args.logger == "tensorboard":
         _require_tensorboard()
@@ -380,12 +426,25 @@ def cmd_run(args, extra: list[str], argv: list[str]) -> int:
     path, failed = run_experiment(exp, runs, Path(args.results_dir), argv=argv, tensorboard=args.logger == "tensorboard")
     print(f"results: {path}")
     if failed:
-        print(f"error: {len(failed)} of {len(runs)} runs failed (the same command retries them from scratch):",
+        print(f"error: {len(failed)} of {len(runs)} runs failed or were interrupted (the same command starts a "
+              f"diverged run again from scratch and resumes the others from their newest good checkpoint):",
               file=sys.stderr)
         for rec in failed:
-            print(f"  {rec['run_id']}: {rec['error']}", file=sys.stderr)
+            kind = rec.get("failure") or "failed"
+            print(f"  {rec['run_id']} ({kind}): {rec['error']}", file=sys.stderr)
         return 1
     return 0
+
+
+def _check_results_dir(path: Path, flag: str) -> None:
+    """Refuse, before anything is written, a results folder that is a file or cannot be written (a
+    read-only file system, no permission): one line naming it."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path} is a file; expected a folder (it is created when missing)")
+    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path}: {existing} cannot be written (read-only file system or no permission); "
+                         f"choose another with {flag} DIR")
 
 
 def _check_devices(runs, exp) -> None:
@@ -603,7 +662,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "figures":
             return cmd_figures(args)
         return cmd_report(args) if args.command == "report" else cmd_models(args)
-    except (ValueError, FileNotFoundError) as e:  # ExperimentError is a ValueError
+    except (ValueError, OSError) as e:  # ExperimentError is a ValueError; OSError: a missing, full or read-only path
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
 

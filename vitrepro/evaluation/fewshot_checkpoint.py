@@ -10,10 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
 
 from ..data import ImageClassificationDataModule
-from ..models.checkpoint import load_pretrained, run_checkpoint
+from ..models.checkpoint import load_pretrained, read_run_config, run_checkpoint
 from .fewshot import DEFAULT_L2_REG, evaluate_fewshot, extract_features
 
 
@@ -24,8 +23,7 @@ def resolve_run(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any], Pa
     ``checkpoints/last.ckpt`` with the command that writes it (checkpoints are not committed).
     """
     ckpt = run_checkpoint(run_dir)
-    saved = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
-    cfg = saved["config"]
+    cfg = read_run_config(run_dir)["config"]
     return dict(cfg["model"]), dict(cfg["data"]), ckpt
 
 

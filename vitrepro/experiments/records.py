@@ -4,7 +4,8 @@ Every run owns ``<results>/<experiment>/runs/<run_id>/`` and writes one ``record
 (a temporary file renamed into place), when it finishes or fails::
 
     {"run_id": ..., "experiment": ..., "task": "pretrain", "status": "finished" | "failed",
-     "scale": ..., "cell": {...grid values...}, "metrics": {...}, "provenance": {...}, "error": null | "..."}
+     "scale": ..., "cell": {...grid values...}, "metrics": {...}, "provenance": {...}, "error": null | "...",
+     "failure": "diverged" | "infrastructure" | "error" (failed runs only: how the runner retries them)}
 
 A process only ever writes its own run's record, so concurrent jobs of an array never lose or duplicate
 one. ``runs.csv`` is rebuilt from all the records (``write_table``: at the end of every ``vitrepro run``,
@@ -75,6 +76,8 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
     row.update({k: section_label(v) for k, v in cell.items() if isinstance(v, dict)})  # over the bare model name
     row.update(record.get("provenance") or {})
     row["error"] = record.get("error")
+    if record.get("failure"):  # diverged | infrastructure | error (runner.FAILURE_KINDS)
+        row["failure"] = record["failure"]
     return row
 
 

@@ -13,15 +13,25 @@ Layout under ``<results_dir>/<experiment>/``:
   ``runs.csv``                    derived from the records (``records.write_table``), never edited
   ``failed/<run_id>.<n>/``        a failed run's directory, moved aside when the run is retried
 
-Policy: a run whose record says ``finished`` is skipped; ``failed`` is retried from scratch (its
-directory moved to ``failed/``); a run without a record resumes from its newest usable checkpoint. A run
-that raises (a non-finite loss included) gets a ``failed`` record with the error's one-line summary and
-the experiment goes on; ``run_experiment`` returns the failed records. A single-process run holds
-``runs/<run_id>/.lock`` while it trains: a second job on the same cell skips it. Under DDP every rank
-executes the same runs; global rank 0 alone writes records and tables.
+Policy, decided for each run when it starts, under ``runs/<run_id>/.lock`` (single process; under DDP the
+ranks read the records before any of them writes, so all agree, and the lock is not taken): a run whose
+record says ``finished`` is skipped; one that holds the lock in another process is skipped (exit 0); a
+``failed`` run is retried according to its record's ``failure`` kind:
+
+  ``diverged``        the loss turned NaN or infinite: retried from scratch (its directory moved to
+                      ``failed/``; never resumed from a checkpoint of the diverging weights);
+  ``infrastructure``  the machine failed the run (a full or read-only disk, an I/O error, a lost DDP
+                      peer): resumed from the newest good checkpoint;
+  ``error``           anything else the run raised (an unreadable image, a bug): resumed from the newest
+                      good checkpoint once the cause is fixed.
+
+An interruption (Ctrl-C, ``SIGTERM``, a lost DDP peer) writes no failed record: the run resumes from its
+newest checkpoint. Configuration errors are refused before any run folder is written (``vitrepro.cli``).
+``run_experiment`` returns the failed (and interrupted) records.
 """
 from __future__ import annotations
 
+import errno
 import os
 import platform
 import shlex
@@ -65,12 +75,59 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[:400]}"
 
 
+#: ``OSError`` numbers that say the machine, not the run, failed.
+_INFRA_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EIO, errno.ESTALE, errno.ENOMEM}
+#: What a collective raises when a DDP peer is gone (gloo, NCCL, torch.distributed).
+_LOST_PEER = ("connection reset by peer", "connection closed by peer", "broken pipe", "nccl", "gloo",
+              "process group", "watchdog", "timed out", "distbackenderror")
+FAILURE_KINDS = ("diverged", "infrastructure", "error")
+
+
+def failure_kind(err: BaseException) -> str:
+    """``diverged`` (a non-finite loss), ``interrupted`` (a lost DDP peer: the run resumes, unrecorded),
+    ``infrastructure`` (disk full or read-only, I/O error, out of host memory) or ``error`` (anything else)."""
+    for e in (err, err.__cause__, err.__context__):
+        if isinstance(e, NonFiniteLossError):
+            return "diverged"
+        if isinstance(e, OSError) and e.errno in _INFRA_ERRNOS:
+            return "infrastructure"
+    text = f"{type(err).__name__} {err}".lower()
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1 or torch.distributed.is_initialized()
+    if isinstance(err, ConnectionError) or (distributed and any(t in text for t in _LOST_PEER)):
+        return "interrupted"
+    return "error"
+
+
+def _write_quietly(path: Path, text: str) -> None:
+    """Best effort for a failure's side files (``error.log``): a full or read-only disk must not turn the
+    failure being recorded into a traceback."""
+    try:
+        path.write_text(text)
+    except OSError:
+        pass
+
+
 def _single_process(cfg: dict[str, Any]) -> bool:
     """True when the run is one process (the per-run lock applies; under DDP it does not)."""
     trainer = cfg["trainer"]
     one_device = trainer.get("devices", 1) in (1, "1") and trainer.get("num_nodes", 1) in (1, "1")
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1 or int(os.environ.get("SLURM_NTASKS", "1")) > 1
     return one_device and not launched
+
+
+def _status(run_dir: Path) -> tuple[str | None, str | None]:
+    """``(status, failure kind)`` of a run's record; ``(None, None)`` without one. A record of before
+    failure kinds has kind None (retried from scratch, as then)."""
+    record = read_record(run_dir) or {}
+    return record.get("status"), record.get("failure")
+
+
+def _write_table_quietly(exp_dir: Path, log: Callable[[str], None]) -> None:
+    """``write_table``, but a full or read-only disk costs a one-line warning, not the experiment."""
+    try:
+        write_table(exp_dir)
+    except OSError as e:
+        log(f"warning: {exp_dir / 'runs.csv'} not rebuilt: {_one_line(e)}")
 
 
 def _set_aside_failed(exp_dir: Path, run_dir: Path) -> Path:
@@ -86,8 +143,11 @@ def _set_aside_failed(exp_dir: Path, run_dir: Path) -> Path:
 def execute_run(run: RunSpec, exp_dir: Path, command: str, log: Callable[[str], None] = print,
                 tensorboard: bool = False) -> dict[str, Any] | None:
     """Run ``run`` through its protocol and, on global rank 0, write and return its record (status
-    ``finished``, or ``failed`` with the error when the protocol raised). Other ranks return None.
-    ``KeyboardInterrupt``/``SystemExit`` propagate (the run stays unrecorded and resumes next time)."""
+    ``finished``, or ``failed`` with the error and its ``failure`` kind when the protocol raised). A lost
+    DDP peer returns an ``interrupted`` record that is not written (the run resumes next time); a record
+    that cannot be written (full or read-only disk) is returned all the same, with ``record_written``
+    False. Other ranks return None. ``KeyboardInterrupt``/``SystemExit`` propagate (the run stays
+    unrecorded and resumes next time)."""
     run_dir = exp_dir / "runs" / run.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(run.config["seed"], workers=True, verbose=False)
@@ -100,17 +160,26 @@ def execute_run(run: RunSpec, exp_dir: Path, command: str, log: Callable[[str], 
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:  # noqa: BLE001 - any failure of one run is recorded; the experiment goes on
+        kind = failure_kind(e)
         if not is_global_zero():  # rank 0 records the run; this rank leaves its traceback beside it
             rank = rank_zero_only.rank
-            (run_dir / f"error.rank{rank}.log").write_text(traceback.format_exc())
+            _write_quietly(run_dir / f"error.rank{rank}.log", traceback.format_exc())
             print(f"rank {rank}: {run.run_id}: {_one_line(e)}", file=sys.stderr)
             return None
-        (run_dir / "error.log").write_text(traceback.format_exc())
-        if isinstance(e, NonFiniteLossError):
+        _write_quietly(run_dir / "error.log", traceback.format_exc())
+        if kind == "diverged":
             log(f"  stopped: {e}")
         provenance = _provenance(command, time.time() - t0, "", 1, str(run.config["trainer"].get("precision", "")))
-        record = {**head, "status": "failed", "metrics": base, "provenance": provenance, "error": _one_line(e)}
-        write_record(run_dir, record)
+        if kind == "interrupted":
+            return {**head, "status": "interrupted", "metrics": base, "provenance": provenance,
+                    "error": f"{_one_line(e)} (a lost peer: the same command resumes the run)", "failure": kind}
+        record = {**head, "status": "failed", "metrics": base, "provenance": provenance, "error": _one_line(e),
+                  "failure": kind}
+        try:
+            write_record(run_dir, record)
+        except OSError as w:
+            record["error"] += f" (no record written: {_one_line(w)})"
+            record["record_written"] = False
         return record
     if outcome is None:
         return None
@@ -148,27 +217,36 @@ def run_experiment(exp: Experiment, runs: list[RunSpec], results_dir: Path, argv
     exp_dir = Path(results_dir) / exp.name
     command = "vitrepro " + shlex.join(argv if argv is not None else sys.argv[1:])
     unique = list({r.run_id: r for r in runs}.values())
-    # read once, before any rank writes, so all ranks agree on what to run
-    status = {r.run_id: (read_record(exp_dir / "runs" / r.run_id) or {}).get("status") for r in unique}
+    # under DDP every rank reads the records before any rank writes, so all agree on what to run; a single
+    # process decides each run when it starts, under the run's lock (job arrays sharing the folder)
+    early = {r.run_id: _status(exp_dir / "runs" / r.run_id) for r in unique if not _single_process(r.config)}
     failed: list[dict] = []
     for i, run in enumerate(unique, 1):
         where = f"[{i}/{len(unique)}] {run.run_id}"
-        if status[run.run_id] == "finished":
-            log(f"{where}: finished earlier, skipped")
-            continue
         run_dir = exp_dir / "runs" / run.run_id
-        if status[run.run_id] == "failed" and is_global_zero():
-            log(f"{where}: failed earlier; retrying from scratch (the failed attempt: "
-                f"{_set_aside_failed(exp_dir, run_dir).relative_to(exp_dir)})")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(run_dir / ".lock")) if _single_process(run.config) else None
-        try:
-            if lock is not None:
+        lock = None
+        if run.run_id not in early:
+            if _status(run_dir)[0] == "finished":  # without the lock: a finished run is never touched
+                log(f"{where}: finished earlier, skipped")
+                continue
+            run_dir.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(run_dir / ".lock"))
+            try:
                 lock.acquire(timeout=0)
-        except Timeout:
-            log(f"{where}: running in another process, skipped")
-            continue
+            except Timeout:
+                log(f"{where}: running in another process, skipped")
+                continue
         try:
+            status, kind = early.get(run.run_id) or _status(run_dir)
+            if status == "finished":
+                log(f"{where}: finished earlier, skipped")
+                continue
+            if status == "failed" and kind in ("diverged", None) and is_global_zero():
+                log(f"{where}: failed earlier ({kind or 'before failure kinds were recorded'}); retrying from "
+                    f"scratch (the failed attempt: {_set_aside_failed(exp_dir, run_dir).relative_to(exp_dir)})")
+            elif status == "failed":
+                log(f"{where}: failed earlier ({kind}); resuming from its newest good checkpoint")
+            run_dir.mkdir(parents=True, exist_ok=True)
             log(f"{where}: {run.task}")
             record = execute_run(run, exp_dir, command, log, tensorboard)
         finally:
@@ -176,19 +254,25 @@ def run_experiment(exp: Experiment, runs: list[RunSpec], results_dir: Path, argv
                 lock.release()
         if record is None:
             continue
-        write_table(exp_dir)  # runs.csv follows the records as they land
-        if record["status"] == "failed":
+        if record["status"] != "finished":
             failed.append(record)
-            log(f"{where}: FAILED: {record['error']}")
-        else:
+            log(f"{where}: {record['status'].upper()}: {record['error']}")
+            if not record.get("record_written", record["status"] == "failed"):
+                continue
+        _write_table_quietly(exp_dir, log)  # runs.csv follows the records as they land
+        if record["status"] == "finished":
             shown = {k: record["metrics"][k] for k in ("top1", "fewshot_5", "ft_top1") if k in record["metrics"]}
             log(f"{where}: {shown}, {record['provenance']['wall_s']} s")
     table = exp_dir / "runs.csv"
     if is_global_zero() and exp_dir.exists():
-        table = write_table(exp_dir)
-        for p in write_experiment_report(exp, table, unique[0].scale if unique else exp.default_scale):
-            log(f"wrote {p}")
+        try:
+            table = write_table(exp_dir)
+            for p in write_experiment_report(exp, table, unique[0].scale if unique else exp.default_scale):
+                log(f"wrote {p}")
+        except OSError as e:  # a full or read-only disk: the records say what happened
+            log(f"warning: {exp_dir}: runs.csv and the report not rewritten: {_one_line(e)}")
     return table, failed
 
 
-__all__ = ["execute_run", "run_experiment", "write_experiment_report", "hardware_description"]
+__all__ = ["execute_run", "run_experiment", "write_experiment_report", "hardware_description", "failure_kind",
+           "FAILURE_KINDS"]

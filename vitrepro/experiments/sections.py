@@ -29,6 +29,18 @@ class EvalConfig:
     l2_reg: float = 1024.0
     batch_size: int = 256
 
+    def __post_init__(self):
+        """Raises ``ValueError`` for no shots or seeds, a shot count < 1, an ``l2_reg`` that is not a finite
+        number >= 0, or a ``batch_size`` < 1."""
+        if not self.shots or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in self.shots):
+            raise ValueError(f"shots={self.shots!r} is not allowed: expected a non-empty list of integers >= 1")
+        if not self.seeds:
+            raise ValueError("seeds=[] is not allowed: expected a non-empty list of integers (e.g. [0, 1, 2])")
+        if not (isinstance(self.l2_reg, (int, float)) and 0 <= self.l2_reg < float("inf")):
+            raise ValueError(f"l2_reg={self.l2_reg!r} is not allowed: expected a finite number >= 0")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size={self.batch_size!r} is not allowed: expected an integer >= 1")
+
 
 @dataclass
 class InitConfig:

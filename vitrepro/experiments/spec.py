@@ -150,12 +150,68 @@ def _section_parser(ft_data: bool = False, ft_trainer: bool = False) -> Argument
 _allowed = allowed_keys
 
 
+#: Trainer arguments that Lightning would resolve to a class: only these names (no ``class_path``, no
+#: dotted name: a config value never imports a module).
+_PROFILERS = (None, "simple", "advanced", "pytorch")
+_ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+
+
+def _strategies() -> tuple[str, ...]:
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    return ("auto", *StrategyRegistry.available_strategies())
+
+
+def _int_at_least(value, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _check_trainer_value(key: str, value) -> str | None:
+    """What is wrong with ``trainer.<key>: value`` (the allowed values), or None. Checks the arguments that
+    name a class or a count Lightning only checks when the Trainer is built (after a run folder exists)."""
+    named = {"accelerator": _ACCELERATORS, "strategy": None, "profiler": _PROFILERS}
+    if key in named:
+        allowed = named[key] or _strategies()
+        return None if value in allowed else f"allowed are {', '.join(map(str, allowed))}"
+    if key == "devices":
+        ok = (value in ("auto", -1, "-1") or _int_at_least(value, 1)
+              or (isinstance(value, str) and value.isdigit() and int(value) >= 1)
+              or (isinstance(value, list) and value and all(_int_at_least(v, 0) for v in value)))
+        return None if ok else "allowed are an integer >= 1, -1 or 'auto' (all), or a non-empty list of device indices"
+    if key in ("num_nodes", "accumulate_grad_batches"):
+        return None if _int_at_least(value, 1) else "allowed are integers >= 1"
+    if key == "max_steps":
+        return None if value == -1 or _int_at_least(value, 1) else "allowed are -1 (no limit) or an integer >= 1"
+    if key == "max_epochs":
+        return None if value in (None, -1) or _int_at_least(value, 1) else \
+            "allowed are null or -1 (no limit) or an integer >= 1"
+    return None
+
+
 def _check_trainer(trainer: dict, where: str, prefix: str = "trainer") -> None:
     allowed = _allowed(L.Trainer)
     for k in trainer:
         if k in RUNNER_OWNED_TRAINER_KEYS or k not in allowed:
             raise ExperimentError(f"{where}: unknown key '{prefix}.{k}': allowed are lightning.Trainer arguments "
                                   f"except {', '.join(RUNNER_OWNED_TRAINER_KEYS)} (set by the runner)")
+        problem = _check_trainer_value(k, trainer[k])
+        if problem:
+            raise ExperimentError(f"{where}: key '{prefix}.{k}': {trainer[k]!r} is not allowed: {problem}")
+
+
+def _refuse_class_paths(value, where: str, key: str = "") -> None:
+    """No entry of a run config may be a ``class_path``/``init_args`` mapping: jsonargparse would import
+    the module it names (any installed module, with its side effects) before refusing it."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            path = f"{key}.{k}" if key else str(k)
+            if k in ("class_path", "init_args", "__path__"):
+                raise ExperimentError(f"{where}: key '{path}': a config names no class or module (nothing is "
+                                      f"imported from a config): give a value of the entry's own type")
+            _refuse_class_paths(v, where, path)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _refuse_class_paths(v, where, f"{key}[{i}]")
 
 
 def _one_line(err: Exception) -> str:
@@ -189,6 +245,7 @@ def validate_run_config(cfg: dict, where: str, task: str = "pretrain") -> dict:
     """
     if task not in PROTOCOLS:
         raise ExperimentError(f"{where}: task {task!r} is not one of {', '.join(PROTOCOLS)}")
+    _refuse_class_paths(cfg, where)
     protocol = PROTOCOLS[task]
     if task == "mpp" and "optim" in cfg:
         raise ExperimentError(f"{where}: key 'optim': task 'mpp' takes its optimizer from the 'mpp' section "
@@ -253,7 +310,8 @@ def validate_run_config(cfg: dict, where: str, task: str = "pretrain") -> dict:
         msg = _one_line(e).replace("finetune_data.", "finetune.data.").replace("finetune_trainer.", "finetune.trainer.")
         raise ExperimentError(f"{where}: {msg}") from None
     out = {k: parsed[k].as_dict() for k in ("data", "optim", "eval") if k in present}
-    for key, cls in (("optim", OptimConfig), ("mpp", MPPConfig), ("checkpoint", CheckpointConfig)):
+    for key, cls in (("optim", OptimConfig), ("mpp", MPPConfig), ("checkpoint", CheckpointConfig),
+                     ("eval", EvalConfig)):
         if key in present:
             try:
                 cls(**parsed[key].as_dict())
@@ -292,6 +350,11 @@ class Experiment:
             raw = yaml.safe_load(self.path.read_text())
         except FileNotFoundError:
             raise ExperimentError(f"{self.path}: no such experiment file") from None
+        except IsADirectoryError:
+            raise ExperimentError(f"{self.path}: is a folder; expected an experiment YAML file, e.g. "
+                                  f"experiments/pos_emb_ablation.yaml") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ExperimentError(f"{self.path}: cannot be read as an experiment file ({_one_line(e)})") from None
         except yaml.YAMLError as e:
             raise ExperimentError(f"{self.path}: not valid YAML: {_one_line(e)}") from None
         if not isinstance(raw, dict):

@@ -4,9 +4,9 @@ Built from Lightning's own machinery:
 
 - checkpoints: ``ModelCheckpoint(save_last=True)`` every ``checkpoint.every_n_steps`` optimizer steps and
   every ``checkpoint.every_minutes`` minutes (rank 0's clock, broadcast), and ``epoch-end.ckpt`` at every
-  epoch end, written
-  atomically by Lightning (``_atomic_save``: a temporary file moved into place), so a ``kill -9`` loses at
-  most one interval and never leaves a torn ``last.ckpt``;
+  epoch end, written atomically by ``AtomicCheckpointIO`` (a temporary file beside the target, then
+  ``os.replace``: atomic on the target's own file system, wherever ``$TMPDIR`` is), so a ``kill -9`` or a
+  full disk loses at most one interval and never leaves a torn checkpoint;
 - SLURM: ``SLURMEnvironment(auto_requeue=True)`` (signal ``SIGUSR1``): Lightning writes
   ``hpc_ckpt_<n>.ckpt`` into the run directory and calls ``scontrol requeue``; the re-queued job runs the
   same command and resumes from the newest readable checkpoint;
@@ -39,6 +39,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.plugins.environments import SLURMEnvironment
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
 from ..atomic import replace_into, write_text
@@ -83,6 +84,19 @@ class CheckpointConfig:
         if self.every_minutes:
             out.append(ModelCheckpoint(train_time_interval=timedelta(minutes=self.every_minutes), **common))
         return out
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's ``TorchCheckpointIO`` whose writes are atomic on the checkpoint's own file system: the
+    bytes go to a temporary file beside the target, which is then moved onto it (``atomic.replace_into``).
+    (Lightning's ``_atomic_save`` stages the file in ``$TMPDIR``; when that is another file system the
+    final move is a copy, and a full disk or a kill during it leaves a torn checkpoint.) A failed write
+    removes its temporary file and leaves the previous checkpoint as it was."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__}.save_checkpoint takes no storage_options")
+        replace_into(Path(path), lambda tmp: torch.save(checkpoint, tmp))
 
 
 class NonFiniteLossError(RuntimeError):
@@ -299,7 +313,7 @@ def build_trainer(trainer_kwargs: dict[str, Any], run_dir: Path, datamodule, che
         from lightning.pytorch.loggers import TensorBoardLogger
 
         loggers.append(TensorBoardLogger(run_dir / "logs", name="tensorboard", version=""))
-    plugins = [SLURMEnvironment(auto_requeue=True)] if SLURMEnvironment.detect() else []
+    plugins = [AtomicCheckpointIO(), *([SLURMEnvironment(auto_requeue=True)] if SLURMEnvironment.detect() else [])]
     kwargs = dict(trainer_kwargs)
     kwargs.setdefault("enable_progress_bar", interactive())
     with warnings.catch_warnings():
@@ -318,5 +332,5 @@ def interactive() -> bool:
     return sys.stderr.isatty() and not os.environ.get("CI")
 
 
-__all__ = ["CheckpointConfig", "NonFiniteLossError", "StopOnNonFiniteLoss", "ResumableCSVLogger", "ResumeState",
+__all__ = ["AtomicCheckpointIO", "CheckpointConfig", "NonFiniteLossError", "StopOnNonFiniteLoss", "ResumableCSVLogger", "ResumeState",
            "find_resume_checkpoint", "SaveOnInterrupt", "interactive", "build_trainer", "LAST", "ATTEMPTS"]

@@ -48,15 +48,41 @@ def model_spec(model: nn.Module) -> dict[str, Any] | None:
     return {"name": name, **fields}
 
 
+def _unreadable(path: Path, e: BaseException) -> ValueError:
+    """The one-line error for a weight file that cannot be read at all (empty, truncated, another format)."""
+    size = path.stat().st_size if path.is_file() else 0
+    return ValueError(f"checkpoint {path} cannot be read ({size} bytes: empty, truncated or not a checkpoint): "
+                      f"{' '.join(str(e).split())[:160] or type(e).__name__}")
+
+
 def checkpoint_model_spec(path: str | Path) -> dict[str, Any] | None:
     """The model description a Lightning checkpoint of ours carries (``MODEL_KEY``), None when it has none
-    (older checkpoints, timm and ``.npz`` files). Reads the file memory-mapped, weights_only."""
+    (older checkpoints, timm and ``.npz`` files). Reads the file memory-mapped, weights_only. Raises
+    ``ValueError`` naming the file when it cannot be read (empty, truncated)."""
     path = Path(path)
     if path.suffix.lower() != ".ckpt" or not path.is_file():
         return None
-    obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    obj = _torch_load(path, mmap=True)
     spec = obj.get(MODEL_KEY) if isinstance(obj, Mapping) else None
     return dict(spec) if spec else None
+
+
+def read_run_config(run_dir: str | Path, need_config: bool = True) -> dict[str, Any]:
+    """``<run_dir>/config.yaml`` (``{"config": ..., "task": ..., "command": ...}``), read as plain YAML (no
+    tags: a ``!!python/...`` tag is refused). Raises ``FileNotFoundError`` when it is missing, ``ValueError``
+    naming the file when it is not a YAML mapping (with a ``config`` mapping, when ``need_config``)."""
+    import yaml
+
+    path = Path(run_dir) / "config.yaml"
+    try:
+        saved = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{run_dir}: no config.yaml; expected a run directory written by `vitrepro run`") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a run config ({' '.join(str(e).split())[:160]})") from None
+    if not isinstance(saved, dict) or (need_config and not isinstance(saved.get("config"), dict)):
+        raise ValueError(f"{path}: not a run config (expected a mapping with keys config, task, command)")
+    return saved
 
 
 def run_checkpoint(run_dir: str | Path) -> Path:
@@ -70,9 +96,7 @@ def run_checkpoint(run_dir: str | Path) -> Path:
         raise FileNotFoundError(f"{run_dir}: no config.yaml; expected a run directory written by `vitrepro run` "
                                 f"(results/<experiment>/runs/<run_id>) or a checkpoint file")
     if not ckpt.is_file():
-        import yaml
-
-        command = (yaml.safe_load(cfg_path.read_text()) or {}).get("command", "vitrepro run ...")
+        command = read_run_config(run_dir, need_config=False).get("command", "vitrepro run ...")
         where = run_dir.parents[2] if len(run_dir.parents) > 2 else run_dir.parent
         raise FileNotFoundError(f"{run_dir} has no checkpoints/last.ckpt (checkpoints are not committed): "
                                 f"`{command}` writes it, with --results-dir {where} to put it here")
@@ -167,14 +191,28 @@ def _first_mismatches(model_sd: Mapping[str, torch.Tensor], sd: Mapping[str, tor
     return " | ".join(parts)
 
 
-def _torch_load(path: Path) -> Any:
+def _torch_load(path: Path, mmap: bool = False) -> Any:
     """``torch.load`` on CPU with ``weights_only=True`` (no arbitrary code from the file). Raises
-    ``ValueError`` naming the file when it holds more than tensors and plain containers."""
+    ``ValueError`` naming the file when it holds more than tensors and plain containers, or cannot be read
+    at all (empty, truncated)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         raise ValueError(f"{path}: cannot be read with torch.load(weights_only=True) (it holds objects other "
-                         f"than tensors and plain containers; load it yourself and pass a state_dict file): {e}") from e
+                         f"than tensors and plain containers; load it yourself and pass a state_dict file): "
+                         f"{' '.join(str(e).split())[:300]}") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise _unreadable(path, e) from None
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of a ``.npz`` (``allow_pickle=False``: object arrays are refused). Raises ``ValueError``
+    naming the file when it cannot be read."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except (ValueError, OSError, EOFError, KeyError) as e:
+        raise _unreadable(path, e) from None
 
 
 def _unwrap(obj: Any, path: Path) -> tuple[str, dict[str, torch.Tensor]]:
@@ -281,8 +319,7 @@ def _load_checkpoint(model: nn.Module, path: Path, label: str, skip_head: bool =
                                        f"{detail}")
 
     if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as f:
-            w = {k: f[k] for k in f.files}
+        w = _read_npz(path)
         w = _drop_pre_logits(model, w, sep="/")
         width, want = _npz_width(w), getattr(getattr(model, "cfg", None), "width", None)
         if width is not None and want is not None and width != want:  # caught before a reshape fails
@@ -295,7 +332,11 @@ def _load_checkpoint(model: nn.Module, path: Path, label: str, skip_head: bool =
     if suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        kind, sd = _unwrap(load_file(str(path)), path)
+        try:
+            loaded = load_file(str(path))
+        except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for a bad header
+            raise _unreadable(path, e) from None
+        kind, sd = _unwrap(loaded, path)
     else:
         kind, sd = _unwrap(_torch_load(path), path)
     what = {"lightning": "Lightning checkpoint", "vitrepro": "state_dict", "timm": "timm state_dict"}[kind]
@@ -401,8 +442,7 @@ def load_npz(model: nn.Module, path_or_dict: str | os.PathLike | Mapping[str, np
     position embedding at another grid is resampled, see the module docstring).
     """
     if isinstance(path_or_dict, (str, os.PathLike)):
-        with np.load(path_or_dict, allow_pickle=False) as f:
-            w = {k: f[k] for k in f.files}
+        w = _read_npz(Path(path_or_dict))
     else:
         w = path_or_dict
     layout, prefix, scanned = _detect(model, w)

@@ -57,6 +57,12 @@ class ViTConfig:
     head_bias_init: float = 0.0
 
     def __post_init__(self):
+        for name in ("img_size", "patch_size", "width", "depth", "num_heads", "mlp_dim", "in_chans"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r} is not allowed: expected an integer >= 1")
+        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 0:
+            raise ValueError(f"num_classes={self.num_classes!r} is not allowed: expected an integer >= 0")
         check_posemb(self.posemb, self.posemb_placement)
         if self.pool not in POOLS:
             raise ValueError(f"pool={self.pool!r} is not one of {', '.join(POOLS)}")
@@ -65,7 +71,7 @@ class ViTConfig:
         if self.width % self.num_heads:
             raise ValueError(f"width={self.width} is not divisible by num_heads={self.num_heads}")
         for name in ("dropout", "attention_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
+            if not isinstance(getattr(self, name), (int, float)) or not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name}={getattr(self, name)} is not in [0, 1)")
 
     @property

@@ -53,15 +53,13 @@ def load_subject(source: str | None, model_name: str | None = None, checkpoint: 
     """A run directory of ``vitrepro run``, a ``.ckpt`` of ours, or ``model_name`` with outside weights
     (``checkpoint``: timm state_dict or Google ``.npz``). Raises ``FileNotFoundError`` (with the command that
     writes a missing run checkpoint), ``ValueError`` for a model without attention (a BiT ResNet)."""
-    import yaml
-
     from ..models import model_defaults
-    from ..models.checkpoint import load_pretrained, model_from_checkpoint, run_checkpoint
+    from ..models.checkpoint import load_pretrained, model_from_checkpoint, read_run_config, run_checkpoint
 
     data, command = {}, None
     if source and Path(source).is_dir():
         ckpt = run_checkpoint(source)
-        saved = yaml.safe_load((Path(source) / "config.yaml").read_text())
+        saved = read_run_config(source)
         data, command, label = dict(saved["config"]["data"]), saved.get("command"), Path(source).name
         model = model_from_checkpoint(ckpt)
     elif source or checkpoint:

@@ -9,6 +9,8 @@ choice for multi-label JFT). Top-1 accuracy via torchmetrics.
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import lightning as L
@@ -42,7 +44,8 @@ class OptimConfig:
             raise ValueError(f"schedule={self.schedule!r} is not one of {', '.join(SCHEDULES)}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss={self.loss!r} is not one of {', '.join(LOSSES)}")
-        checks = [("lr", self.lr > 0, "a number > 0"), ("weight_decay", self.weight_decay >= 0, "a number >= 0"),
+        checks = [("lr", 0 < self.lr < math.inf, "a finite number > 0"),
+                  ("weight_decay", 0 <= self.weight_decay < math.inf, "a finite number >= 0"),
                   ("beta1", 0 <= self.beta1 < 1, "a number in [0, 1)"), ("beta2", 0 <= self.beta2 < 1, "a number in [0, 1)"),
                   ("warmup_fraction", 0 <= self.warmup_fraction < 1, "a number in [0, 1)"),
                   ("warmup_steps", self.warmup_steps is None or self.warmup_steps >= 0, "null or an integer >= 0"),
