@@ -125,7 +125,7 @@ def test_a_diverging_cell_fails_alone_and_is_retried_from_scratch(tmp_path, caps
     capsys.readouterr()
     assert main(diverging) == 1
     err = capsys.readouterr().err
-    assert "1 of 1 runs failed" in err and "NonFiniteLossError: non-finite training loss" in err
+    assert "1 of 1 runs failed" in err and "(diverged): NonFiniteLossError: non-finite training loss" in err
     runs = pd.read_csv(tmp_path / "pos_emb_ablation" / "runs.csv")
     assert sorted(runs["status"]) == ["failed", "finished"]
     failed = runs[runs["status"] == "failed"].iloc[0]
@@ -137,7 +137,7 @@ def test_a_diverging_cell_fails_alone_and_is_retried_from_scratch(tmp_path, caps
     capsys.readouterr()
     assert main(diverging) == 1  # retried from scratch (and fails again: the lr has not changed)
     out = capsys.readouterr().out
-    assert "failed earlier; retrying from scratch" in out
+    assert "failed earlier (diverged); retrying from scratch" in out
     assert (tmp_path / "pos_emb_ablation" / "failed" / f"{failed['run_id']}.1" / "error.log").exists()
     capsys.readouterr()
     assert main(args) == 0 and capsys.readouterr().out.count("finished earlier, skipped") == 1

@@ -359,6 +359,8 @@ def _open_data(runs, exp, strict: bool = True) -> None:
                 refuse("eval.shots", ValueError(f"{shots}-shot needs {shots} examples of class {f.fewest_class}, "
                                                 f"the pool has {f.fewest}"))
         own = facts(r.config["data"])
+        if strict and "name" in r.config["model"] and not isinstance(own, Exception):
+            _check_memory(r, own, refuse)
         ckpt_key = repr((r.config["model"], (r.config.get("init") or {}).get("checkpoint")))
         if strict and (r.config.get("init") or {}).get("checkpoint") and ckpt_key not in checked:
             checked.add(ckpt_key)  # the file exists and fits the model (loaded once, on CPU)
@@ -367,6 +369,27 @@ def _open_data(runs, exp, strict: bool = True) -> None:
                 pretrained_model(r.config, own.num_classes, own.img_size)
             except (ValueError, FileNotFoundError) as e:
                 refuse("init.checkpoint", e)
+
+
+def _check_memory(run, data: _DataFacts, refuse) -> None:
+    """Refuse a model or batch whose memory lower bound (``compute.training_memory_lower_bound``, per
+    process) exceeds what this machine has, before anything is allocated."""
+    from .compute import available_memory, training_memory_lower_bound
+
+    cfg = run.config
+    trainer = cfg["trainer"]
+    devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
+    world = devices * nodes if isinstance(devices, int) and devices > 0 and isinstance(nodes, int) else 1
+    batch = max(1, cfg["data"]["batch_size"] // world)
+    fields = {k: v for k, v in cfg["model"].items() if k not in ("name", "num_classes", "img_size")}
+    need, params = training_memory_lower_bound(cfg["model"]["name"], data.num_classes, data.img_size, batch,
+                                               train=run.task != "fewshot", **fields)
+    have, where = available_memory(str(trainer.get("accelerator", "auto")))
+    if need > have:
+        refuse("model', 'data.img_size' and 'data.batch_size", ValueError(
+            f"{cfg['model']['name']} with {params:,} parameters on a batch of {batch} images of {data.img_size}x"
+            f"{data.img_size} px needs at least {need / 2**30:,.1f} GiB, more than the {have / 2**30:,.1f} GiB of "
+            f"{where}: choose a smaller model, data.img_size or data.batch_size"))
 
 
 def _model_from_checkpoint(run, exp, strict: bool) -> None:

@@ -67,4 +67,43 @@ def model_forward_flops(name: str, img_size: int | None = None, **fields) -> flo
     return forward_flops(model, img_size)
 
 
-__all__ = ["JFT_IMAGES", "EXA", "forward_flops", "training_flops", "model_forward_flops"]
+def training_memory_lower_bound(name: str, num_classes: int, img_size: int, batch: int, train: bool = True,
+                                **fields) -> tuple[int, int]:
+    """``(bytes, parameters)``: a lower bound of the memory one process needs to train (``train``) or run
+    the registered model ``name`` on ``batch`` images of ``img_size`` px in fp32, from the model built on
+    the ``meta`` device (no memory). Training: weights, gradients and two Adam moments (16 bytes a
+    parameter); inference: the weights (4 bytes a parameter). Plus the input batch, and for a ViT or hybrid
+    the activations every block keeps for the backward pass, at least 16 values per token and channel
+    (the qkv, attention output, MLP and norm inputs; the attention matrix is not counted, which fused
+    kernels avoid). A lower bound: a run above it cannot fit; one below it may still not."""
+    from .models import create_model
+
+    with torch.device("meta"):
+        model = create_model(name, num_classes=num_classes, img_size=img_size, **fields)
+    params = sum(p.numel() for p in model.parameters())
+    need = params * (16 if train else 4) + batch * 3 * img_size * img_size * 4
+    cfg = getattr(model, "cfg", None)
+    if train and cfg is not None and hasattr(cfg, "num_tokens") and hasattr(cfg, "depth"):
+        need += batch * cfg.num_tokens * cfg.width * 16 * 4 * cfg.depth
+    return int(need), int(params)
+
+
+def available_memory(accelerator: str = "cpu") -> tuple[int, str]:
+    """``(bytes, where)``: the memory one process can use: a CUDA device's total memory, else the host's
+    available memory (``MemAvailable`` of ``/proc/meminfo``, else the physical memory)."""
+    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        return int(props.total_memory), props.name
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024, "host memory available"
+    except OSError:
+        pass
+    import os
+
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "host memory"
+
+
+__all__ = ["JFT_IMAGES", "EXA", "forward_flops", "training_flops", "model_forward_flops",
+           "training_memory_lower_bound", "available_memory"]

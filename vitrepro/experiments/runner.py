@@ -35,6 +35,7 @@ import errno
 import os
 import platform
 import shlex
+import signal
 import sys
 import time
 import traceback
@@ -92,7 +93,7 @@ def failure_kind(err: BaseException) -> str:
         if isinstance(e, OSError) and e.errno in _INFRA_ERRNOS:
             return "infrastructure"
     text = f"{type(err).__name__} {err}".lower()
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1 or torch.distributed.is_initialized()
+    distributed = _world_size() > 1
     if isinstance(err, ConnectionError) or (distributed and any(t in text for t in _LOST_PEER)):
         return "interrupted"
     return "error"
@@ -161,6 +162,8 @@ def execute_run(run: RunSpec, exp_dir: Path, command: str, log: Callable[[str], 
         raise
     except Exception as e:  # noqa: BLE001 - any failure of one run is recorded; the experiment goes on
         kind = failure_kind(e)
+        if _world_size() > 1 and kind != "diverged":  # (a divergence is agreed by all ranks: they go on together)
+            _end_distributed_job(run, run_dir, e, kind, {**head, "metrics": base}, command, time.time() - t0)
         if not is_global_zero():  # rank 0 records the run; this rank leaves its traceback beside it
             rank = rank_zero_only.rank
             _write_quietly(run_dir / f"error.rank{rank}.log", traceback.format_exc())
@@ -190,6 +193,59 @@ def execute_run(run: RunSpec, exp_dir: Path, command: str, log: Callable[[str], 
               "error": None}
     write_record(run_dir, record)
     return record
+
+
+def _world_size() -> int:
+    """The processes of the DDP job this process is in (1 outside one, or after its process group ended)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _child_pids() -> list[int]:
+    """This process's children (the DDP ranks Lightning launched, data loader workers), from ``/proc``."""
+    me, pids = os.getpid(), []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == me:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def _end_distributed_job(run: RunSpec, run_dir: Path, err: BaseException, kind: str, head: dict, command: str,
+                         seconds: float) -> None:
+    """Under DDP, an error on one rank ends every rank within seconds (the others would wait in a collective
+    forever). This rank leaves its traceback and, for an error of its own (not a lost peer), the run's
+    ``failed`` record (rank 0 may be stopped before it could write one), prints one line and exits with
+    status 1: Lightning's launcher then stops the other ranks (a child's non-zero exit; rank 0 stops the
+    ranks it launched itself), as srun or torchrun do. A lost peer writes no record: the run resumes."""
+    rank = rank_zero_only.rank
+    _write_quietly(run_dir / ("error.log" if rank == 0 else f"error.rank{rank}.log"), traceback.format_exc())
+    if kind == "interrupted":
+        line = (f"error: {run.run_id}: rank {rank} lost a DDP peer ({_one_line(err)}); every rank stops; the same "
+                f"command resumes the run from its newest checkpoint")
+    else:
+        record = {**head, "status": "failed", "error": f"rank {rank}: {_one_line(err)}", "failure": kind,
+                  "provenance": _provenance(command, seconds, "", _world_size(),
+                                            str(run.config["trainer"].get("precision", "")))}
+        try:
+            write_record(run_dir, record)
+        except OSError:
+            pass
+        line = (f"error: {run.run_id} failed on rank {rank} ({kind}): {_one_line(err)}; every rank of the DDP job "
+                f"stops; the same command resumes the run from its newest good checkpoint")
+    print(line, file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    if rank == 0:
+        for pid in _child_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)  # SIGTERM does not end a process waiting in a collective
+            except OSError:
+                pass
+    os._exit(1)
 
 
 def _provenance(command: str, wall_s: float, data: str, devices: int, precision: str) -> dict[str, Any]:
@@ -267,10 +323,13 @@ def run_experiment(exp: Experiment, runs: list[RunSpec], results_dir: Path, argv
     if is_global_zero() and exp_dir.exists():
         try:
             table = write_table(exp_dir)
-            for p in write_experiment_report(exp, table, unique[0].scale if unique else exp.default_scale):
-                log(f"wrote {p}")
+            if any((exp_dir / "runs" / r.run_id / "record.json").is_file() for r in unique):  # else nothing to draw
+                for p in write_experiment_report(exp, table, unique[0].scale if unique else exp.default_scale):
+                    log(f"wrote {p}")
         except OSError as e:  # a full or read-only disk: the records say what happened
             log(f"warning: {exp_dir}: runs.csv and the report not rewritten: {_one_line(e)}")
+        except ValueError as e:  # the runs are recorded; `vitrepro report` draws the report later
+            log(f"warning: the report of {exp.name} was not drawn: {_one_line(e)}")
     return table, failed
 
 

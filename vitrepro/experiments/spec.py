@@ -51,8 +51,11 @@ from .sections import (CALLBACK_SKIP, FINETUNE_FIELDS, FINETUNE_KEYS, RUNNER_OWN
 TOP_KEYS = ("name", "description", "task", "report", "default_scale", "base", "grid", "scales")
 TASKS = tuple(PROTOCOLS)
 RUN_SECTIONS = tuple(dict.fromkeys(k for p in PROTOCOLS.values() for k in p.sections))
-#: Report kinds an experiment may name (``vitrepro.report.REPORTS``, not imported here: it loads plotting).
-REPORT_KINDS = ("pos_emb_table8", "data_size_scaling", "compute_transfer", "few_shot_curves")
+#: Report kinds an experiment may name (``vitrepro.report.REPORTS``, not imported here: it loads plotting),
+#: with the grid keys (last dotted component) every cell must set for the report to tell the runs apart.
+REPORT_CELL_KEYS = {"pos_emb_table8": ("posemb", "posemb_placement"), "data_size_scaling": ("train_size",),
+                    "compute_transfer": (), "few_shot_curves": ()}
+REPORT_KINDS = tuple(REPORT_CELL_KEYS)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _RUN_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.][A-Za-z0-9_.-]*$")
 
@@ -407,8 +410,14 @@ class Experiment:
                 raise ExperimentError(f"{self.path}: key 'scales.{scale}.grid': expected a non-empty list of "
                                       f"mappings of dotted keys")
         base = self._apply(self.base, of_scale, f"scales.{scale}")
+        needed = REPORT_CELL_KEYS[self.report["kind"]] if self.report else ()
         runs = []
         for i, cell in enumerate(grid):
+            lacking = [k for k in needed if k not in {c.split(".")[-1] for c in cell}]
+            if lacking:
+                raise ExperimentError(f"{self.path}: scale {scale}, grid[{i}]: key {lacking[0]!r} is missing: report "
+                                      f"{self.report['kind']!r} tells cells apart by {', '.join(needed)}, so every "
+                                      f"cell sets them")
             cfg = self._apply(base, cell, f"grid[{i}]")
             cfg = self._apply(cfg, overrides or {}, "command line")
             where = f"scale {scale}, grid[{i}]" if len(grid) > 1 else f"scale {scale}"

@@ -96,7 +96,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__}.save_checkpoint takes no storage_options")
-        replace_into(Path(path), lambda tmp: torch.save(checkpoint, tmp))
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:  # closed even when the disk fills, so removing it frees the space
+                try:
+                    torch.save(checkpoint, f)
+                except RuntimeError as e:  # torch's zip writer hides the OSError (ENOSPC) that stopped it
+                    if isinstance(e.__context__, OSError):
+                        raise OSError(e.__context__.errno, f"{e.__context__.strerror}: writing {path}") from e
+                    raise
+
+        replace_into(Path(path), write)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -132,9 +141,36 @@ class SaveOnInterrupt(Callback):
             trainer.save_checkpoint(self.path)
 
 
+def _complete(row: dict) -> bool:
+    """A CSV row with every field of the header and no extra one (not torn by a kill mid-append)."""
+    return None not in row and None not in row.values()
+
+
+def _step(row: dict) -> float | None:
+    try:
+        return float(row.get("step") or "")
+    except ValueError:
+        return None
+
+
 class _KeepingWriter(ExperimentWriter):
     """Lightning's CSV writer, but an existing ``metrics.csv`` is kept (rows with ``step < keep_below``)
-    instead of deleted, and appended to."""
+    instead of deleted, and appended to; when new columns appear the file is rewritten atomically (a
+    temporary file beside it, then ``os.replace``), where Lightning truncates it in place, so that a kill
+    at any moment leaves every row saved before it. A row torn by a kill during an append (fields missing)
+    is dropped when a resumed run reads the log back."""
+
+    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
+        with open(self.metrics_file_path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if _complete(r)]
+
+        def write(tmp: str) -> None:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=fieldnames)
+                writer.writeheader()
+                writer.writerows(rows)
+
+        replace_into(Path(self.metrics_file_path), write)
 
     def __init__(self, log_dir: str, keep_below: int | None):
         self._keep_below = keep_below
@@ -150,7 +186,7 @@ class _KeepingWriter(ExperimentWriter):
         with open(path, newline="") as f:
             reader = csv.DictReader(f)
             header = list(reader.fieldnames or [])
-            rows = [r for r in reader if r.get("step") not in (None, "") and float(r["step"]) < self._keep_below]
+            rows = [r for r in reader if _complete(r) and _step(r) is not None and _step(r) < self._keep_below]
 
         def write(tmp: str) -> None:
             with open(tmp, "w", newline="") as f:
