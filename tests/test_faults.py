@@ -302,3 +302,103 @@ def test_an_error_on_one_ddp_rank_ends_every_rank_with_one_failed_record(tmp_pat
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)  # not mended yet
     assert proc.returncode == 1 and "failed earlier (error); resuming from its newest good checkpoint" in proc.stdout
     assert not (tmp_path / "res" / "pos_emb_ablation" / "failed").exists()  # resumed in place, not set aside
+
+
+def test_a_symbolic_link_loop_in_a_class_folder_is_refused(tmp_path, capsys):
+    from vitrepro.data.shapes import write_shapes_imagefolder
+
+    tree = write_shapes_imagefolder(tmp_path / "tree", train_per_class=6, test_per_class=2)
+    (tree / "train" / "circle" / "again").symlink_to(tree / "train" / "circle", target_is_directory=True)
+    out = tmp_path / "out"
+    assert main(["run", EXP, "--cell", "0", "--data-root", str(tree), "--data.dataset=imagefolder",
+                 "--eval.shots=[1]", "--results-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "circle/again reaches" in err and "a symbolic link loop" in err, err
+    assert not out.exists()
+
+
+def test_a_torn_slurm_checkpoint_is_set_aside_where_lightning_no_longer_finds_it(tmp_path):
+    """Under SLURM, Lightning resumes from the highest ``hpc_ckpt_<n>`` named in the run folder: a torn one
+    set aside as ``hpc_ckpt_1.ckpt.corrupt`` was still found, and the run failed with 'Checkpoint file not
+    found'. Now it loses the name."""
+    from lightning.pytorch.trainer.connectors.checkpoint_connector import _CheckpointConnector
+
+    from vitrepro.experiments.training import find_resume_checkpoint
+
+    (tmp_path / "hpc_ckpt_1.ckpt").write_bytes(b"PK\x03\x04 torn")
+    warnings = []
+    assert find_resume_checkpoint(tmp_path, warnings.append) is None
+    assert len(warnings) == 1 and "set aside as hpc-ckpt-1.ckpt.corrupt" in warnings[0]
+    assert _CheckpointConnector._CheckpointConnector__max_ckpt_version_in_folder(tmp_path, "hpc_ckpt_") is None
+
+
+def test_a_run_is_decided_when_it_starts_not_when_the_job_starts(tmp_path, capsys, monkeypatch):
+    """``--cell 0,1`` beside another job that finishes cell 1 while this one trains cell 0: cell 1 is
+    skipped (the job used to read every status at start-up, train cell 1 again and rewrite its record)."""
+    import json
+
+    from vitrepro.experiments import runner
+
+    assert main(["run", EXP, "--cell", "0,1", "--dry-run"]) == 0
+    ids = [d["run_id"] for d in yaml.safe_load_all(capsys.readouterr().out.split("\n# ")[0])]
+    trained = []
+
+    def execute(run, exp_dir, command, log, tensorboard=False):
+        trained.append(run.run_id)
+        record = {"run_id": run.run_id, "experiment": run.experiment, "task": run.task, "scale": run.scale,
+                  "cell": run.cell, "status": "finished", "metrics": {"model": "ViT-C/4", "seed": 0},
+                  "provenance": {"wall_s": 0.0}, "error": None}
+        for run_id in ids:  # this run, and the other job's cell 1 finishing meanwhile
+            (exp_dir / "runs" / run_id).mkdir(parents=True, exist_ok=True)
+            (exp_dir / "runs" / run_id / "record.json").write_text(json.dumps({**record, "run_id": run_id}))
+        return record
+
+    monkeypatch.setattr(runner, "execute_run", execute)
+    monkeypatch.setattr(runner, "write_experiment_report", lambda *a: [])
+    assert main(["run", EXP, "--cell", "0,1", "--results-dir", str(tmp_path)]) == 0
+    assert trained == ids[:1]
+    assert f"{ids[1]}: finished earlier, skipped" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # a DDP job killed, then resumed
+def test_kill_9_of_a_ddp_rank_is_an_interruption_and_the_rerun_resumes(tmp_path):
+    """``kill -9`` of rank 1: every rank stops, no failed record is written (it used to be recorded failed
+    on rank 0's 'Connection reset by peer' and retrained from scratch), and the same command resumes from
+    the newest checkpoint."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import torch
+
+    cmd = [sys.executable, "-m", "vitrepro", "run", EXP, "--cell", "1", "--results-dir", str(tmp_path / "res"),
+           "--trainer.max_steps=40", "--trainer.max_epochs=40", "--checkpoint.every_n_steps=2",
+           "--checkpoint.every_minutes=null", "--trainer.accelerator=cpu", "--trainer.devices=2",
+           "--trainer.strategy=ddp"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    t0 = time.time()
+    while time.time() - t0 < 300:  # a checkpoint at step >= 4 on disk
+        ckpts = list((tmp_path / "res").glob("pos_emb_ablation/runs/*/checkpoints/last.ckpt"))
+        try:
+            if ckpts and torch.load(ckpts[0], map_location="cpu", weights_only=True)["global_step"] >= 4:
+                break
+        except Exception:  # being replaced right now
+            pass
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        time.sleep(0.1)
+    children = [int(p.parent.name) for p in Path("/proc").glob("[0-9]*/stat")
+                if p.read_text().rsplit(")", 1)[1].split()[1] == str(proc.pid)
+                and b"vitrepro" in (p.parent / "cmdline").read_bytes()]
+    assert len(children) == 1, children  # rank 1, launched by rank 0
+    os.kill(children[0], signal.SIGKILL)
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode != 0
+    assert not list((tmp_path / "res").rglob("record.json")), output[-3000:]
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "resuming from checkpoints/" in rerun.stdout
+    record = json.loads(next((tmp_path / "res").rglob("record.json")).read_text())
+    assert record["status"] == "finished" and record["provenance"]["resumed"] is True
+    assert not (tmp_path / "res" / "pos_emb_ablation" / "failed").exists()

@@ -417,6 +417,22 @@ def _find_classes(split_dir: Path) -> list[str]:
     return sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
 
 
+def _walk_once(top: Path) -> list[tuple[str, list[str]]]:
+    """``(dirpath, filenames)`` of ``os.walk(top, followlinks=True)``. Raises ``ValueError`` naming the path
+    when a folder is reached a second time (a symbolic link loop, which torchvision's walk follows about
+    40 levels deep, or a second link to one folder): every image must count once."""
+    seen: dict[tuple[int, int], str] = {}
+    out = []
+    for dirpath, _, fnames in os.walk(top, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen:
+            raise ValueError(f"{dirpath} reaches {seen[st.st_dev, st.st_ino]} a second time (a symbolic link loop "
+                             f"or a second link to one folder): remove the link, so that each image counts once")
+        seen[st.st_dev, st.st_ino] = dirpath
+        out.append((dirpath, fnames))
+    return out
+
+
 def _scan_split(split_dir: Path, classes: list[str]) -> tuple[list[tuple[str, int]], list[int]]:
     """(path, label) pairs and file sizes of an ImageFolder split, in ImageFolder's order."""
     key = (str(split_dir), tuple(classes))
@@ -433,8 +449,8 @@ def _scan_split(split_dir: Path, classes: list[str]) -> tuple[list[tuple[str, in
     samples: list[tuple[str, int]] = []
     sizes: list[int] = []
     for cls in found:
-        # Same walk and order as torchvision.datasets.folder.make_dataset.
-        for dirpath, _, fnames in sorted(os.walk(split_dir / cls, followlinks=True)):
+        # Same walk and order as torchvision.datasets.folder.make_dataset, but each folder reached once.
+        for dirpath, fnames in sorted(_walk_once(split_dir / cls)):
             for fname in sorted(fnames):
                 if fname.lower().endswith(IMG_EXTENSIONS):
                     path = os.path.join(dirpath, fname)

@@ -215,6 +215,11 @@ class ResumableCSVLogger(CSVLogger):
         return self._experiment
 
 
+def _metrics(module: torch.nn.Module) -> list[torchmetrics.Metric]:
+    """The module's torchmetrics metrics, in module order (the same on every rank)."""
+    return [m for m in module.modules() if isinstance(m, torchmetrics.Metric)]
+
+
 class ResumeState(Callback):
     """Saved in every checkpoint: the epoch and batches done (for ``ResumableSampler``), torch's CPU and
     CUDA generator states, and the wall time of earlier attempts. Also keeps ``attempts.json`` in the run
@@ -228,6 +233,8 @@ class ResumeState(Callback):
         self.path = Path(run_dir) / ATTEMPTS
         self.position = (0, 0)
         self._restored = False
+        self._module = None
+        self._rank_metrics: list | None = None
         self._t0 = time.time()
         earlier = json.loads(self.path.read_text()) if resumed_from_step is not None and self.path.exists() else []
         self.attempts = earlier + [{"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -252,6 +259,7 @@ class ResumeState(Callback):
             write_text(self.path, json.dumps(self.attempts, indent=1))
 
     def setup(self, trainer, pl_module, stage: str) -> None:
+        self._module = pl_module
         self.dm.epoch_source = lambda: trainer.current_epoch  # the sampler's epoch is the Trainer's
         if getattr(self.dm, "train_sampler", None) is not None:
             self.dm.train_sampler.epoch_source = self.dm.epoch_source
@@ -266,6 +274,13 @@ class ResumeState(Callback):
                 for m in pl_module.modules():
                     if isinstance(m, torchmetrics.Metric):
                         m.reset()
+            elif self._rank_metrics and len(self._rank_metrics) == trainer.world_size:
+                # mid-epoch under DDP: this rank's own partial sums (the checkpoint's state_dict is rank 0's)
+                for m, state in zip(_metrics(pl_module), self._rank_metrics[trainer.global_rank]):
+                    for name, value in state.items():
+                        setattr(m, name, [v.to(pl_module.device) for v in value] if isinstance(value, list)
+                                else value.to(pl_module.device))
+            self._rank_metrics = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         done = batch_idx + 1
@@ -284,9 +299,21 @@ class ResumeState(Callback):
         self._write()
 
     def state_dict(self) -> dict[str, Any]:
+        """Called on every rank when a checkpoint is taken. Under DDP it also gathers every rank's metric
+        states (``rank_metrics``) and generator states (``rank_rng``): the file holds rank 0's alone, and a
+        rank that resumed from them would count rank 0's batches as its own and draw rank 0's dropout."""
         cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
-        return {"epoch": self.position[0], "batches": self.position[1], "torch_rng": torch.get_rng_state(),
-                "cuda_rng": cuda}
+        out = {"epoch": self.position[0], "batches": self.position[1], "torch_rng": torch.get_rng_state(),
+               "cuda_rng": cuda}
+        if self._module is not None and torch.distributed.is_available() and torch.distributed.is_initialized() \
+                and torch.distributed.get_world_size() > 1:
+            local = [{k: ([t.detach().cpu() for t in v] if isinstance(v, list) else v.detach().cpu())
+                      for k, v in m.metric_state.items()} for m in _metrics(self._module)]
+            gathered: list[Any] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, (local, out["torch_rng"], cuda))
+            out["rank_metrics"] = [g[0] for g in gathered]
+            out["rank_rng"] = [(g[1], g[2]) for g in gathered]  # each rank's generators (dropout, ...)
+        return out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the sampler position and the generators. Also re-aligns, at the first batch, the step
@@ -294,11 +321,16 @@ class ResumeState(Callback):
         to it to make up for checkpoints taken in ``on_train_batch_end``, one too many for checkpoints
         taken at validation end (epoch-end checkpoints), which would shift every later log row."""
         self._restored = True
+        self._rank_metrics = state.get("rank_metrics")
         self.position = (int(state["epoch"]), int(state["batches"]))
         self.dm.resume_at(*self.position)
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        rng, cuda = state["torch_rng"], state["cuda_rng"]
+        ranks = state.get("rank_rng") or []
+        if len(ranks) > 1 and torch.distributed.is_initialized() and len(ranks) == torch.distributed.get_world_size():
+            rng, cuda = ranks[torch.distributed.get_rank()]  # under DDP: this rank's own generators
+        torch.set_rng_state(rng)
+        if cuda and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(cuda)
 
 
 def _check_checkpoint(path: Path) -> tuple[int | None, str | None]:
@@ -330,7 +362,8 @@ def find_resume_checkpoint(run_dir: Path, warn: Callable[[str], None] = print,
         if problem is None:
             return path, step
         if set_aside:
-            aside = path.with_name(path.name + ".corrupt")
+            # a SLURM checkpoint loses its "hpc_ckpt_" name: Lightning would still resume from any file named so
+            aside = path.with_name(path.name.replace("hpc_ckpt_", "hpc-ckpt-") + ".corrupt")
             os.replace(path, aside)
             warn(f"warning: checkpoint {path} {problem}; set aside as {aside.name}; the run restarts from an "
                  f"older checkpoint or from scratch")
