@@ -220,7 +220,8 @@ def test_kill_9_then_rerun_ends_as_the_uninterrupted_run(policy, min_step, tmp_p
 def test_slurm_requeue_signal_saves_requeues_and_the_requeued_job_resumes(tmp_path):
     """As on a cluster: SIGUSR1 (SLURM's warning before preemption) makes Lightning write hpc_ckpt_1.ckpt
     and call `scontrol requeue <array job>_<task>`; the job is then killed; the requeued job, the same
-    command, resumes from that checkpoint and finishes."""
+    command, resumes from that checkpoint and finishes with the weights and step log of an uninterrupted
+    run (the signal is acted on at the next batch end, not wherever it lands)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     calls = tmp_path / "scontrol_calls"
@@ -231,7 +232,10 @@ def test_slurm_requeue_signal_saves_requeues_and_the_requeued_job_resumes(tmp_pa
            "SLURM_JOB_NAME": "vitrepro", "SLURM_JOB_ID": "1234", "SLURM_ARRAY_JOB_ID": "1200",
            "SLURM_ARRAY_TASK_ID": "4", "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0",
            "SLURM_NODELIST": "localhost"}
-    results = tmp_path / "r"
+    whole, results = tmp_path / "whole" / "r", tmp_path / "r"
+    whole.parent.mkdir()
+    proc = _start(whole, env, "--trainer.max_steps=200", "--trainer.max_epochs=100", "--checkpoint.every_n_steps=1000")
+    assert proc.wait(timeout=600) == 0, proc.stdout.read()[-3000:]
     proc = _start(results, env, "--trainer.max_steps=200", "--trainer.max_epochs=100", "--checkpoint.every_n_steps=1000")
     _wait_for_metrics(results, proc, min_rows=5)
     proc.send_signal(signal.SIGUSR1)
@@ -247,6 +251,9 @@ def test_slurm_requeue_signal_saves_requeues_and_the_requeued_job_resumes(tmp_pa
     record = json.loads((run_dir / "record.json").read_text())
     assert record["status"] == "finished" and record["provenance"]["resumed"] is True
     assert record["metrics"]["steps"] == 200
+    (wa, _, la), (wb, _, lb) = _final(whole), _final(results)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert la == lb  # the interrupted epoch's train/top1 included (the signal lands between batches' ends)
 
 
 def _wait_for(probe, proc, timeout: float = 300):

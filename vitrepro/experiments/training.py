@@ -7,8 +7,9 @@ Built from Lightning's own machinery:
   epoch end, written atomically by ``AtomicCheckpointIO`` (a temporary file beside the target, then
   ``os.replace``: atomic on the target's own file system, wherever ``$TMPDIR`` is), so a ``kill -9`` or a
   full disk loses at most one interval and never leaves a torn checkpoint;
-- SLURM: ``SLURMEnvironment(auto_requeue=True)`` (signal ``SIGUSR1``): Lightning writes
-  ``hpc_ckpt_<n>.ckpt`` into the run directory and calls ``scontrol requeue``; the re-queued job runs the
+- SLURM: ``SLURMEnvironment(auto_requeue=True)`` (signal ``SIGUSR1``, acted on at the next batch end:
+  ``RequeueAtBatchEnd``): Lightning writes ``hpc_ckpt_<n>.ckpt`` into the run directory and calls
+  ``scontrol requeue``; the re-queued job runs the
   same command and resumes from the newest readable checkpoint;
 - exact resume: ``ResumeState`` stores the epoch, the batches done and torch's generator states in each
   checkpoint; the data module's ``ResumableSampler`` restarts the epoch at that batch, with the same
@@ -126,6 +127,42 @@ class StopOnNonFiniteLoss(Callback):
         if bad:
             raise NonFiniteLossError(f"non-finite training loss ({float(loss.detach().float()):g}) at step "
                                      f"{trainer.global_step} (epoch {trainer.current_epoch}, batch {batch_idx})")
+
+
+class RequeueAtBatchEnd(Callback):
+    """SLURM's requeue signal (``SIGUSR1``) acted on at the next batch end instead of at once. Lightning's
+    handler writes ``hpc_ckpt_<n>.ckpt`` wherever the signal lands, e.g. between a batch's metric update and
+    its end, so the resumed run counted that batch twice (the interrupted epoch's ``train/top1`` differed).
+    At train start this wraps the handler Lightning installed; the signal then only sets a flag, and the
+    handler runs after ``ResumeState`` has recorded the finished batch (under DDP, on every rank at the same
+    batch end, once any rank has had the signal)."""
+
+    def __init__(self):
+        self._pending: int | None = None
+        self._signal = None
+        self._handler = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        import signal
+
+        env = trainer._accelerator_connector.cluster_environment
+        if not (isinstance(env, SLURMEnvironment) and env.auto_requeue) or not hasattr(signal, "SIGUSR1"):
+            return
+        signum = env.requeue_signal or signal.SIGUSR1
+        handler = signal.getsignal(signum)
+        if callable(handler):
+            self._signal, self._handler = signum, handler
+            signal.signal(signum, lambda num, frame: setattr(self, "_pending", num))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._signal is None:
+            return
+        pending = self._pending is not None
+        if trainer.world_size > 1:  # the ranks act at the same batch end (the save is collective)
+            pending = trainer.strategy.reduce_boolean_decision(pending, all=False)
+        if pending:
+            self._pending = None
+            self._handler(self._signal, None)
 
 
 class SaveOnInterrupt(Callback):
@@ -388,7 +425,8 @@ def build_trainer(trainer_kwargs: dict[str, Any], run_dir: Path, datamodule, che
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*exists and is not empty.*")
         trainer = L.Trainer(default_root_dir=run_dir, logger=loggers, plugins=plugins,
-                            callbacks=[*checkpoint.callbacks(run_dir / "checkpoints"), state, StopOnNonFiniteLoss(),
+                            callbacks=[*checkpoint.callbacks(run_dir / "checkpoints"), state, RequeueAtBatchEnd(),
+                                       StopOnNonFiniteLoss(),
                                        LearningRateMonitor(logging_interval="step"), *extra_callbacks],
                             **kwargs)
     return trainer, state
@@ -401,5 +439,5 @@ def interactive() -> bool:
     return sys.stderr.isatty() and not os.environ.get("CI")
 
 
-__all__ = ["AtomicCheckpointIO", "CheckpointConfig", "NonFiniteLossError", "StopOnNonFiniteLoss", "ResumableCSVLogger", "ResumeState",
+__all__ = ["AtomicCheckpointIO", "RequeueAtBatchEnd", "CheckpointConfig", "NonFiniteLossError", "StopOnNonFiniteLoss", "ResumableCSVLogger", "ResumeState",
            "find_resume_checkpoint", "SaveOnInterrupt", "interactive", "build_trainer", "LAST", "ATTEMPTS"]
