@@ -2,14 +2,12 @@
 config value imports a module (issue 16)."""
 import os
 import pickle
-import shutil
 from pathlib import Path
 
 import pytest
 
 from test_data import write_cifar10_python
 from vitrepro.cli import main
-from vitrepro.data import ImageClassificationDataModule
 from vitrepro.data.readers import clear_cache, read_cifar_python
 
 ROOT = Path(__file__).resolve().parents[1]
