@@ -402,3 +402,64 @@ def test_kill_9_of_a_ddp_rank_is_an_interruption_and_the_rerun_resumes(tmp_path)
     record = json.loads(next((tmp_path / "res").rglob("record.json")).read_text())
     assert record["status"] == "finished" and record["provenance"]["resumed"] is True
     assert not (tmp_path / "res" / "pos_emb_ablation" / "failed").exists()
+
+
+# ------------------------------------------------------------------------------------------------ interrupts
+
+def test_max_epochs_ending_training_before_max_steps_is_said(tmp_path, capsys):
+    assert main(["run", EXP, "--cell", "0", "--results-dir", str(tmp_path), "--trainer.limit_train_batches=2",
+                 "--trainer.max_steps=5"]) == 0
+    assert ("note: trainer.max_epochs=1 ends training at step 2, before trainer.max_steps=5 (2 batches an epoch)"
+            in capsys.readouterr().out)
+
+
+@pytest.mark.slow  # two runs interrupted, one resumed
+@pytest.mark.parametrize("sig, code, name", [("SIGINT", 130, "Ctrl-C"), ("SIGTERM", 143, "SIGTERM")])
+def test_an_interrupt_is_one_line_with_the_step_and_how_to_resume(sig, code, name, tmp_path):
+    """Ctrl-C used to exit 1 in silence and SIGTERM 0; now one line (run, step, checkpoint, how to resume)
+    and 130 / 143; the same command resumes from that checkpoint."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-m", "vitrepro", "run", EXP, "--cell", "1", "--results-dir", str(tmp_path / "res"),
+           "--trainer.max_steps=400", "--trainer.max_epochs=100", "--checkpoint.every_minutes=null"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    t0 = time.time()
+    while time.time() - t0 < 300:
+        log = next((tmp_path / "res").glob("pos_emb_ablation/runs/*/logs/metrics.csv"), None)
+        if log is not None and len(log.read_text().splitlines()) > 8:
+            break
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(getattr(signal, sig))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err[-3000:]
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"interrupted ({name}): "), err[-3000:]
+    assert "last.ckpt; run the same command to resume" in lines[0] and " at step " in lines[0]
+    step = int(lines[0].split(" at step ")[1].split(",")[0])
+    assert step > 0
+    rerun = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    try:
+        seen = [rerun.stdout.readline() for _ in range(3)]  # "[1/1] ... pretrain", then the resume line
+        assert any(f"resuming from checkpoints/last.ckpt at step {step}" in line for line in seen), seen
+    finally:
+        rerun.kill()
+        rerun.wait()
+
+
+def test_fewshot_takes_the_data_flag_its_hint_names(tmp_path, capsys):
+    """`vitrepro fewshot` said "add --data.dataset=imagefolder" and then refused that flag; it also printed
+    "on cifar10" for any tree. Now it takes --data.<key> as `run` does and names the data it read."""
+    from vitrepro.data.shapes import write_shapes_imagefolder
+
+    tree = write_shapes_imagefolder(tmp_path / "tree", train_per_class=6, test_per_class=2)
+    argv = ["fewshot", "--model", "ViT-C/4", "--model.depth=1", "--data-root", str(tree), "--shots", "1",
+            "--seeds", "0"]
+    assert main(argv + ["--data.dataset=imagefolder"]) == 0
+    out = capsys.readouterr().out
+    assert "on imagefolder" in out and "cifar10" not in out and "1-shot linear accuracy" in out, out
+    assert main(argv + ["--data.colour=red"]) == 2
+    assert "allowed are --model.<field>=<value> and --data.<key>=<value>" in capsys.readouterr().err

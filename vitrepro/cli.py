@@ -578,16 +578,25 @@ def cmd_fewshot(args, extra: list[str]) -> int:
             raise ValueError(f"fewshot: {ckpt or 'no checkpoint'}: name the model with --model NAME (a timm, .npz or "
                              f"older checkpoint does not say which model it holds)")
         data = {"img_size": model.get("img_size") or model_defaults(model["name"])["img_size"]}
+    from .data import ImageClassificationDataModule
+    from .experiments.sections import allowed_keys
+
+    data_keys = allowed_keys(ImageClassificationDataModule)
+    data_overrides = {}
     for key, value in parse_overrides(extra).items():
         section, _, field = key.partition(".")
-        if section != "model":
-            raise ValueError(f"fewshot: unrecognized override --{key}: only --model.<field>=<value> applies here")
-        model[field] = value
+        if section == "model":
+            model[field] = value
+        elif section == "data" and field in data_keys:  # e.g. --data.dataset=imagefolder, as `run` takes it
+            data_overrides[field] = value
+        else:
+            raise ValueError(f"fewshot: unrecognized override --{key}: allowed are --model.<field>=<value> and "
+                             f"--data.<key>=<value> with key one of {', '.join(data_keys)}")
     root = args.data_root or os.environ.get(DATA_ROOT_ENV)
     data.update({k: v for k, v in (("root", root), ("dataset", args.dataset), ("img_size", args.img_size)) if v})
+    data.update(data_overrides)
     out = fewshot_of_checkpoint(model, ckpt, data, shots=args.shots, seeds=args.seeds)
-    print(f"{model['name']} {ckpt or '(random init)'} on {data.get('dataset', 'cifar10')} "
-          f"({data.get('root') or 'bundled sample'}), {len(args.seeds)} seeds:")
+    print(f"{model['name']} {ckpt or '(random init)'} on {out['data']}, {len(args.seeds)} seeds:")
     for k in args.shots:
         print(f"  {k:>2}-shot linear accuracy: {100 * out[f'fewshot_{k}']:.2f}% "
               f"(std {100 * out[f'fewshot_{k}_std']:.2f})")
@@ -663,6 +672,22 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", message=r".*your dataloader is not resumable.*")
 
 
+def _interruptible(command, *args) -> int:
+    """``command(*args)``, but Ctrl-C and ``SIGTERM`` end with one line (the run, the step and checkpoint
+    it resumes from, "run the same command to resume") and exit status 130 / 143."""
+    from .experiments.runner import RunInterrupted
+
+    try:
+        return command(*args)
+    except RunInterrupted as e:
+        print(f"{e}", file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C) before any run started training; run the same command to start",
+              file=sys.stderr)
+        return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args, extra = _build_parser().parse_known_args(argv)  # --help exits here, before torch is imported
@@ -670,7 +695,7 @@ def main(argv: list[str] | None = None) -> int:
         _quiet()
     try:
         if args.command == "run":
-            return cmd_run(args, extra, argv)
+            return _interruptible(cmd_run, args, extra, argv)
         if args.command == "fewshot":
             return cmd_fewshot(args, extra)
         if args.command == "analyze" and not extra:

@@ -30,7 +30,8 @@ def resolve_run(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any], Pa
 def fewshot_of_checkpoint(model: dict[str, Any], checkpoint: str | Path | None, data: dict[str, Any],
                           shots: Sequence[int] = (1, 5, 10, 25), seeds: Sequence[int] = (0, 1, 2),
                           l2_reg: float = DEFAULT_L2_REG, batch_size: int = 256) -> dict[str, float]:
-    """Few-shot accuracies (fractions, mean and std over seeds) of the model ``model["name"]`` (plus its
+    """Few-shot accuracies (fractions, mean and std over seeds; ``data``: the data set it read, as
+    ``describe()`` says) of the model ``model["name"]`` (plus its
     architecture fields) with weights from ``checkpoint`` (None: random init), on ``data`` (arguments of
     ``ImageClassificationDataModule``): shots drawn from its training split, scored on its test split.
 
@@ -42,5 +43,6 @@ def fewshot_of_checkpoint(model: dict[str, Any], checkpoint: str | Path | None, 
     fields = {k: v for k, v in model.items() if k not in ("num_classes", "img_size")}
     net = load_pretrained(fields.pop("name"), checkpoint, num_classes=dm.num_classes, img_size=dm.img_size, **fields)
     feats, labels = extract_features(net.eval(), dm.test_set, batch_size=batch_size)
-    return evaluate_fewshot(net, dm.fewshot_pool(), dm.fewshot_pool_labels(), feats, labels, dm.num_classes,
-                            shots=shots, seeds=seeds, l2_reg=l2_reg, batch_size=batch_size)
+    out = evaluate_fewshot(net, dm.fewshot_pool(), dm.fewshot_pool_labels(), feats, labels, dm.num_classes,
+                           shots=shots, seeds=seeds, l2_reg=l2_reg, batch_size=batch_size)
+    return {**out, "data": dm.describe()}

@@ -47,12 +47,13 @@ import lightning as L
 import torch
 from filelock import FileLock, Timeout
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from .. import __version__
 from .protocols import PROTOCOLS, RunContext, is_global_zero
 from .records import read_record, write_record, write_table
 from .spec import Experiment, RunSpec
-from .training import NonFiniteLossError
+from .training import NonFiniteLossError, find_resume_checkpoint
 
 
 def hardware_description() -> str:
@@ -114,6 +115,18 @@ def _single_process(cfg: dict[str, Any]) -> bool:
     one_device = trainer.get("devices", 1) in (1, "1") and trainer.get("num_nodes", 1) in (1, "1")
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1 or int(os.environ.get("SLURM_NTASKS", "1")) > 1
     return one_device and not launched
+
+
+class RunInterrupted(Exception):
+    """Training stopped on Ctrl-C (``code`` 130) or ``SIGTERM`` (143); ``str()`` is the one line to print:
+    the run, the step of the checkpoint it resumes from and where that is, and how to resume."""
+
+    def __init__(self, run_dir: Path, cause: BaseException):
+        self.code = 143 if isinstance(cause, SIGTERMException) else 130
+        found = find_resume_checkpoint(run_dir, warn=lambda m: None, set_aside=False)
+        where = f"at step {found[1]}, checkpoint {found[0]}" if found else "before its first checkpoint"
+        super().__init__(f"interrupted ({'SIGTERM' if self.code == 143 else 'Ctrl-C'}): {run_dir.name} stopped "
+                         f"{where}; run the same command to resume")
 
 
 def _status(run_dir: Path) -> tuple[str | None, str | None]:
@@ -305,6 +318,10 @@ def run_experiment(exp: Experiment, runs: list[RunSpec], results_dir: Path, argv
             run_dir.mkdir(parents=True, exist_ok=True)
             log(f"{where}: {run.task}")
             record = execute_run(run, exp_dir, command, log, tensorboard)
+        except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C (Lightning exits 1 after it), SIGTERM
+            if not is_global_zero():
+                raise
+            raise RunInterrupted(run_dir, e) from None
         finally:
             if lock is not None:
                 lock.release()
@@ -333,5 +350,5 @@ def run_experiment(exp: Experiment, runs: list[RunSpec], results_dir: Path, argv
     return table, failed
 
 
-__all__ = ["execute_run", "run_experiment", "write_experiment_report", "hardware_description", "failure_kind",
+__all__ = ["execute_run", "run_experiment", "RunInterrupted", "write_experiment_report", "hardware_description", "failure_kind",
            "FAILURE_KINDS"]

@@ -42,6 +42,7 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ..atomic import replace_into, write_text
 
@@ -165,16 +166,33 @@ class RequeueAtBatchEnd(Callback):
             self._handler(self._signal, None)
 
 
+class SayWhatStopsTraining(Callback):
+    """One line at the start of training when ``max_epochs`` ends it before ``max_steps`` (e.g.
+    ``--trainer.max_steps=30`` on a 1-epoch scale of 18 batches trains 18 steps, not 30)."""
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        epochs, steps = trainer.max_epochs, trainer.max_steps
+        batches = trainer.num_training_batches
+        if not (trainer.is_global_zero and epochs and epochs > 0 and steps and steps > 0) or batches == float("inf"):
+            return
+        by_epochs = epochs * -(-int(batches) // trainer.accumulate_grad_batches)
+        if by_epochs < steps:
+            print(f"  note: trainer.max_epochs={epochs} ends training at step {by_epochs}, before "
+                  f"trainer.max_steps={steps} ({int(batches)} batches an epoch); raise max_epochs to train "
+                  f"{steps} steps")
+
+
 class SaveOnInterrupt(Callback):
-    """Write ``last.ckpt`` when training stops on Ctrl-C, so the same command resumes mid-run. (Not on
-    other errors: a failed run is retried from scratch. Lightning's ``OnExceptionCheckpoint`` would make
-    every fresh ``fit`` ask for ``ckpt_path='last'`` and warn.)"""
+    """Write ``last.ckpt`` when training stops on Ctrl-C or ``SIGTERM`` (Lightning's ``SIGTERMException``,
+    raised at a batch end on every rank), so the same command resumes mid-run. (Not on other errors: they
+    resume from the newest periodic checkpoint. Lightning's ``OnExceptionCheckpoint`` would make every fresh
+    ``fit`` ask for ``ckpt_path='last'`` and warn.)"""
 
     def __init__(self, path: Path):
         self.path = Path(path)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, KeyboardInterrupt):
+        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
             trainer.save_checkpoint(self.path)
 
 
@@ -426,7 +444,7 @@ def build_trainer(trainer_kwargs: dict[str, Any], run_dir: Path, datamodule, che
         warnings.filterwarnings("ignore", message=r".*exists and is not empty.*")
         trainer = L.Trainer(default_root_dir=run_dir, logger=loggers, plugins=plugins,
                             callbacks=[*checkpoint.callbacks(run_dir / "checkpoints"), state, RequeueAtBatchEnd(),
-                                       StopOnNonFiniteLoss(),
+                                       StopOnNonFiniteLoss(), SayWhatStopsTraining(),
                                        LearningRateMonitor(logging_interval="step"), *extra_callbacks],
                             **kwargs)
     return trainer, state
