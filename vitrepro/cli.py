@@ -378,9 +378,7 @@ def _check_memory(run, data: _DataFacts, refuse) -> None:
 
     cfg = run.config
     trainer = cfg["trainer"]
-    devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
-    world = devices * nodes if isinstance(devices, int) and devices > 0 and isinstance(nodes, int) else 1
-    batch = max(1, cfg["data"]["batch_size"] // world)
+    batch = max(1, cfg["data"]["batch_size"] // _processes(trainer))
     fields = {k: v for k, v in cfg["model"].items() if k not in ("name", "num_classes", "img_size")}
     need, params = training_memory_lower_bound(cfg["model"]["name"], data.num_classes, data.img_size, batch,
                                                train=run.task != "fewshot", **fields)
@@ -470,6 +468,12 @@ def _check_results_dir(path: Path, flag: str) -> None:
                          f"choose another with {flag} DIR")
 
 
+def _processes(trainer: dict) -> int:
+    """``trainer.devices x trainer.num_nodes`` when both are counts, else 1 (``auto``, a device list)."""
+    devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
+    return devices * nodes if isinstance(devices, int) and devices > 0 and isinstance(nodes, int) else 1
+
+
 def _check_devices(runs, exp) -> None:
     """Refuse, before anything is written, an accelerator this machine does not have, or a batch that does
     not split evenly over ``trainer.devices x trainer.num_nodes`` processes."""
@@ -486,8 +490,7 @@ def _check_devices(runs, exp) -> None:
             have = ", ".join(k for k, ok in available.items() if ok)
             raise ExperimentError(f"{exp.path}: scale {r.scale}: key 'trainer.accelerator': {accel!r} needs a device "
                                   f"this machine does not have (available: {have})")
-        devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
-        world = devices * nodes if isinstance(devices, int) and devices > 0 and isinstance(nodes, int) else 1
+        world = _processes(trainer)
         batch = r.config["data"]["batch_size"]
         if batch % world:
             raise ExperimentError(f"{exp.path}: scale {r.scale}: key 'data.batch_size': {batch} is the batch over all "

@@ -14,6 +14,7 @@ hybrids within 1.5% (R50+ViT-L/16 at 7 epochs -2.9%, where the paper's 859 is no
 from __future__ import annotations
 
 import inspect
+import os
 
 import torch
 from torch import nn
@@ -100,8 +101,6 @@ def available_memory(accelerator: str = "cpu") -> tuple[int, str]:
                 return int(line.split()[1]) * 1024, "host memory available"
     except OSError:
         pass
-    import os
-
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "host memory"
 
 

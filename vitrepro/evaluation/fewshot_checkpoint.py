@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-
 from ..data import ImageClassificationDataModule
 from ..models.checkpoint import load_pretrained, read_run_config, run_checkpoint
 from .fewshot import DEFAULT_L2_REG, evaluate_fewshot, extract_features
@@ -29,7 +28,7 @@ def resolve_run(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any], Pa
 
 def fewshot_of_checkpoint(model: dict[str, Any], checkpoint: str | Path | None, data: dict[str, Any],
                           shots: Sequence[int] = (1, 5, 10, 25), seeds: Sequence[int] = (0, 1, 2),
-                          l2_reg: float = DEFAULT_L2_REG, batch_size: int = 256) -> dict[str, float]:
+                          l2_reg: float = DEFAULT_L2_REG, batch_size: int = 256) -> dict[str, Any]:
     """Few-shot accuracies (fractions, mean and std over seeds; ``data``: the data set it read, as
     ``describe()`` says) of the model ``model["name"]`` (plus its
     architecture fields) with weights from ``checkpoint`` (None: random init), on ``data`` (arguments of

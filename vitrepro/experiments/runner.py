@@ -20,8 +20,8 @@ record says ``finished`` is skipped; one that holds the lock in another process 
 
   ``diverged``        the loss turned NaN or infinite: retried from scratch (its directory moved to
                       ``failed/``; never resumed from a checkpoint of the diverging weights);
-  ``infrastructure``  the machine failed the run (a full or read-only disk, an I/O error, a lost DDP
-                      peer): resumed from the newest good checkpoint;
+  ``infrastructure``  the machine failed the run (a full or read-only disk, an I/O error): resumed from
+                      the newest good checkpoint;
   ``error``           anything else the run raised (an unreadable image, a bug): resumed from the newest
                       good checkpoint once the cause is fixed.
 
@@ -189,8 +189,7 @@ def execute_run(run: RunSpec, exp_dir: Path, command: str, log: Callable[[str], 
         if kind == "interrupted":
             return {**head, "status": "interrupted", "metrics": base, "provenance": provenance,
                     "error": f"{_one_line(e)} (a lost peer: the same command resumes the run)", "failure": kind}
-        record = {**head, "status": "failed", "metrics": base, "provenance": provenance, "error": _one_line(e),
-                  "failure": kind}
+        record = _failed_record({**head, "metrics": base}, provenance, _one_line(e), kind)
         try:
             write_record(run_dir, record)
         except OSError as w:
@@ -206,6 +205,11 @@ def execute_run(run: RunSpec, exp_dir: Path, command: str, log: Callable[[str], 
               "error": None}
     write_record(run_dir, record)
     return record
+
+
+def _failed_record(head: dict, provenance: dict, error: str, kind: str) -> dict[str, Any]:
+    """A ``failed`` record: ``head`` (run id, experiment, task, scale, cell, metrics) with its error and kind."""
+    return {**head, "status": "failed", "provenance": provenance, "error": error, "failure": kind}
 
 
 def _world_size() -> int:
@@ -241,9 +245,8 @@ def _end_distributed_job(run: RunSpec, run_dir: Path, err: BaseException, kind: 
         line = (f"error: {run.run_id}: rank {rank} lost a DDP peer ({_one_line(err)}); every rank stops; the same "
                 f"command resumes the run from its newest checkpoint")
     else:
-        record = {**head, "status": "failed", "error": f"rank {rank}: {_one_line(err)}", "failure": kind,
-                  "provenance": _provenance(command, seconds, "", _world_size(),
-                                            str(run.config["trainer"].get("precision", "")))}
+        provenance = _provenance(command, seconds, "", _world_size(), str(run.config["trainer"].get("precision", "")))
+        record = _failed_record(head, provenance, f"rank {rank}: {_one_line(err)}", kind)
         try:
             write_record(run_dir, record)
         except OSError:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import time
 import warnings
 from dataclasses import dataclass
@@ -144,8 +145,6 @@ class RequeueAtBatchEnd(Callback):
         self._handler = None
 
     def on_train_start(self, trainer, pl_module) -> None:
-        import signal
-
         env = trainer._accelerator_connector.cluster_environment
         if not (isinstance(env, SLURMEnvironment) and env.auto_requeue) or not hasattr(signal, "SIGUSR1"):
             return
@@ -208,6 +207,17 @@ def _step(row: dict) -> float | None:
         return None
 
 
+def _write_rows(path: Path, fieldnames: list[str], rows: list[dict]) -> None:
+    """``path`` as a CSV file of ``rows`` under ``fieldnames``, written atomically."""
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fieldnames)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    replace_into(path, write)
+
+
 class _KeepingWriter(ExperimentWriter):
     """Lightning's CSV writer, but an existing ``metrics.csv`` is kept (rows with ``step < keep_below``)
     instead of deleted, and appended to; when new columns appear the file is rewritten atomically (a
@@ -218,14 +228,7 @@ class _KeepingWriter(ExperimentWriter):
     def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
         with open(self.metrics_file_path, newline="") as f:
             rows = [r for r in csv.DictReader(f) if _complete(r)]
-
-        def write(tmp: str) -> None:
-            with open(tmp, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=fieldnames)
-                writer.writeheader()
-                writer.writerows(rows)
-
-        replace_into(Path(self.metrics_file_path), write)
+        _write_rows(Path(self.metrics_file_path), fieldnames, rows)
 
     def __init__(self, log_dir: str, keep_below: int | None):
         self._keep_below = keep_below
@@ -242,14 +245,7 @@ class _KeepingWriter(ExperimentWriter):
             reader = csv.DictReader(f)
             header = list(reader.fieldnames or [])
             rows = [r for r in reader if _complete(r) and _step(r) is not None and _step(r) < self._keep_below]
-
-        def write(tmp: str) -> None:
-            with open(tmp, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=header)
-                writer.writeheader()
-                writer.writerows(rows)
-
-        replace_into(Path(path), write)
+        _write_rows(Path(path), header, rows)
         self.metrics_keys = header
 
 
@@ -457,5 +453,6 @@ def interactive() -> bool:
     return sys.stderr.isatty() and not os.environ.get("CI")
 
 
-__all__ = ["AtomicCheckpointIO", "RequeueAtBatchEnd", "CheckpointConfig", "NonFiniteLossError", "StopOnNonFiniteLoss", "ResumableCSVLogger", "ResumeState",
+__all__ = ["AtomicCheckpointIO", "RequeueAtBatchEnd", "SayWhatStopsTraining", "CheckpointConfig", "NonFiniteLossError",
+           "StopOnNonFiniteLoss", "ResumableCSVLogger", "ResumeState",
            "find_resume_checkpoint", "SaveOnInterrupt", "interactive", "build_trainer", "LAST", "ATTEMPTS"]
