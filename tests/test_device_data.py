@@ -1,7 +1,6 @@
 """The device-resident input path (vitrepro.data.device) on CPU tensors: the same distributions as the CPU
 transforms, deterministic and resumable batches; and the speed options' CPU behaviour."""
 import math
-import numpy as np
 import pytest
 import torch
 from torchvision.transforms import v2
@@ -124,7 +123,6 @@ def test_a_run_on_the_device_path_with_speed_options(tmp_path, monkeypatch):
     """A smoke cell end to end with data.loader=device: its own run id (the input path draws other
     crops), the speed section out of the id, and on CPU nothing compiled or fused."""
     from vitrepro.cli import main
-    from vitrepro.experiments import runner
 
     applied = []
     monkeypatch.setattr(SpeedCallback, "teardown", lambda self, *a, **k: applied.append(dict(self.applied)), raising=False)

@@ -87,7 +87,7 @@ def test_a_needed_checkpoint_or_data_set_is_named(tmp_path, capsys):
     assert err.count("\n") == 1 and "init.checkpoint" in err and "VITREPRO_CHECKPOINT" in err
     assert main(["run", str(EXP / "transfer.yaml"), "--init.checkpoint=/no/such.ckpt"]) == 2
     err = capsys.readouterr().err
-    assert "init.checkpoint /no/such.ckpt" in err and "not found" in err
+    assert "key 'init.checkpoint': /no/such.ckpt not found" in err
     assert main(["run", str(EXP / "transfer.yaml"), "--data-root", str(tmp_path)]) == 2  # empty folder
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "key 'data'" in err

@@ -6,8 +6,8 @@
   vitrepro report experiments/pos_emb_ablation.yaml [--scale S] [--results-dir DIR]
   vitrepro collect experiments/pos_emb_ablation.yaml [--results-dir DIR]
   vitrepro compare experiments/pos_emb_ablation.yaml [--scale S] [--results-dir DIR] [--reference results]
-  vitrepro fewshot results/pos_emb_ablation/runs/<run_id> [--data-root DIR] [--shots 1,5,10,25]
-  vitrepro fewshot path/to/last.ckpt [--data-root DIR]         (our checkpoints name their model)
+  vitrepro fewshot results/pos_emb_ablation/runs/<run_id> [--data-root DIR] [--data.<key>=<value>] [--shots 1,5]
+  vitrepro fewshot path/to/last.ckpt [--data-root DIR]         (our checkpoints name their whole architecture)
   vitrepro fewshot --model ViT-B/16 --checkpoint weights.npz --data-root DIR [--model.<field>=<value>]
   vitrepro models [PATTERN]
 
@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,20 +36,16 @@ DATA_ROOT_PLACEHOLDER = "${VITREPRO_DATA}"
 TOP_LEVEL_OVERRIDES = ("--seed",)  # run-config entries outside a section
 
 
-#: A YAML 1.2 float that YAML 1.1 (PyYAML) leaves a string: ``1e-1``, ``1E-3``, ``.5e2`` (no dot or no sign).
-_YAML12_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
-
-
 def parse_value(text: str, where: str) -> Any:
-    """One override's value, read as YAML (1.2 numbers: ``1e-1`` is 0.1), without tags: ``!!python/...``
-    is refused. Raises ``ValueError`` naming ``where`` for text that is not YAML."""
+    """One override's value, read as YAML with YAML 1.2 numbers (``1e-1`` is 0.1; ``experiment.load_yaml``,
+    as experiment files are read), without tags: ``!!python/...`` is refused. Raises ``ValueError`` naming
+    ``where`` for text that is not YAML."""
+    from .experiments.experiment import load_yaml
+
     try:
-        value = yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError as e:
         raise ValueError(f"{where}: {text!r} is not a YAML value ({' '.join(str(e).split())[:160]})") from None
-    if isinstance(value, str) and _YAML12_FLOAT.match(value) and not value.lstrip("+-").isdigit():
-        return float(value)
-    return value
 
 
 def parse_overrides(tokens: list[str]) -> dict[str, Any]:
@@ -177,7 +171,8 @@ def _build_parser() -> argparse.ArgumentParser:
     an.add_argument("runs", nargs="*", help="run directories of `vitrepro run` or .ckpt files of ours")
     an.add_argument("--model", help="a registered model name, for outside weights (--checkpoint)")
     an.add_argument("--checkpoint", help="a timm state_dict or Google .npz (with --model)")
-    an.add_argument("--data-root", help="the test images' data root (default: the run's)")
+    an.add_argument("--data-root", help="the test images' data root (default: the run's; any data set the suite "
+                    "reads, found by its layout; --data.<key>=<value> sets any other data argument)")
     an.add_argument("--images", type=_positive, default=8, help="test images: rollout maps drawn (default 8); "
                     "attention distance averages over max(N, 64)")
     an.add_argument("--name", help="the figure's file name after <kind>_ (default: the run ids joined)")
@@ -188,266 +183,39 @@ def _build_parser() -> argparse.ArgumentParser:
     figs.add_argument("--results-dir", default=None, help="the results to redraw (default: the committed results/ "
                       "beside --experiments)")
     figs.add_argument("--experiments", default=None, help="the experiment files' folder (default: experiments/ of "
-                      "this checkout, else ./experiments)")
+                      "the checkout the working directory is in)")
     models = sub.add_parser("models", help="list the registered model variants with their parameter counts")
     models.add_argument("pattern", nargs="?", default="*", help="a name, part of one or a glob, any case "
                         "(e.g. vit, 'ViT-B/*', r50)")
     return parser
 
 
-#: Run-config entries that may hold a ``${ENV_NAME}`` placeholder, filled from the environment at run time.
-ENV_ENTRIES = (("data", "root"), ("finetune", "data", "root"), ("init", "checkpoint"))
-_ENV_PLACEHOLDER = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+def plan_of(args, extra: list[str]):
+    """The ``RunPlan`` of a parsed ``vitrepro run`` command line (``experiments.plan.build_plan``)."""
+    from .experiments.plan import PlanRequest, build_plan
 
-
-def _get(cfg: dict, path: tuple[str, ...]):
-    for k in path:
-        if not isinstance(cfg, dict) or k not in cfg:
-            return None
-        cfg = cfg[k]
-    return cfg
-
-
-def _resolve_roots_and_placeholders(runs, args, exp) -> None:
-    """Apply --data-root / $VITREPRO_DATA and --download, then fill every other ``${NAME}`` placeholder of
-    ``ENV_ENTRIES`` from the environment; refuse a run that still has one (a dry run shows them)."""
-    from .experiments.spec import ExperimentError
-
-    root = args.data_root or os.environ.get(DATA_ROOT_ENV)
-    for r in runs:
-        if root:
-            r.config["data"]["root"] = root
-        if args.download:
-            r.config["data"]["download"] = True
-        for path in ENV_ENTRIES:
-            value = _get(r.config, path)
-            m = _ENV_PLACEHOLDER.match(value) if isinstance(value, str) else None
-            if not m:
-                continue
-            if os.environ.get(m[1]):
-                _get(r.config, path[:-1])[path[-1]] = os.environ[m[1]]
-                continue
-            if args.dry_run:
-                continue
-            key = ".".join(path)
-            if m[1] == DATA_ROOT_ENV:
-                raise ExperimentError(f"{exp.path}: scale {r.scale}: key '{key}' needs a data set: pass "
-                                      f"--data-root DIR or set {DATA_ROOT_ENV} (allowed layouts: an ImageFolder "
-                                      "tree with train/ and test/, or CIFAR python batches)")
-            raise ExperimentError(f"{exp.path}: scale {r.scale}: key '{key}' is {value}: set the environment "
-                                  f"variable {m[1]} (or override it: --{key}=VALUE)")
-
-
-def reference_results(exp) -> Path:
-    """The committed results folder of the checkout an experiment file belongs to (``<repo>/results``)."""
-    return exp.path.parent.parent / "results"
-
-
-def _resolve_init_runs(runs, args, exp) -> None:
-    """Point ``init.checkpoint`` of each run that names ``init.run`` (and no checkpoint) at that run's
-    directory: in ``--results-dir`` first, else in the committed results. The run's cell then names the
-    directory (``checkpoint``), as if the grid had. Refuses a label that matches several runs and, unless a
-    dry run, one that matches none, naming the command that trains it."""
-    from .experiments.records import find_runs, read_record
-    from .experiments.spec import ExperimentError
-
-    mine, reference = Path(args.results_dir), reference_results(exp)
-    folders = [mine] + ([reference] if reference.is_dir() and reference.resolve() != mine.resolve() else [])
-    for r in runs:
-        init = r.config.get("init") or {}
-        ref = init.get("run")
-        if not ref or init.get("checkpoint"):
-            continue
-        upstream, label = ref.split("/", 1)
-        where = f"{exp.path}: scale {r.scale}: key 'init.run'"
-        for folder in folders:
-            found = find_runs(folder / upstream, label, r.scale)
-            if len(found) > 1:
-                raise ExperimentError(f"{where}: {ref} matches {len(found)} runs in {folder / upstream}: "
-                                      f"{', '.join(d.name for d in found)}; name one by its whole run id")
-            if found:
-                break
-        if not found:
-            if args.dry_run:
-                continue
-            raise ExperimentError(f"{where}: no finished run {label} of {upstream} at scale {r.scale} in {mine}: "
-                                  f"`vitrepro run {exp.path.parent / upstream}.yaml --scale {r.scale} --data-root DIR "
-                                  f"--results-dir {mine}` trains it")
-        run_dir = found[0]
-        if not args.dry_run and folder != mine and not (run_dir / "checkpoints" / "last.ckpt").is_file():
-            rec = read_record(run_dir)
-            raise ExperimentError(f"{where}: {run_dir} is a committed run without its checkpoint (checkpoints are "
-                                  f"not committed): `{rec['provenance']['command']} --results-dir {mine}` trains it "
-                                  f"({rec['provenance']['wall_s'] / 60:.0f} min on {rec['provenance']['hardware']})")
-        init["checkpoint"] = str(run_dir)
-        r.cell = {("checkpoint" if k == "run" else k): (str(run_dir) if k == "run" else v) for k, v in r.cell.items()}
-
-
-@dataclass(frozen=True)
-class _DataFacts:
-    """What the pre-flight learns of one data config: its content id, the class with the fewest training
-    images (for the shots check), and the class count and resolution a checkpoint is loaded at."""
-
-    dataset: str
-    fingerprint: str
-    fewest: int
-    fewest_class: int
-    num_classes: int
-    img_size: int
-
-
-def _read_data_facts(data: dict) -> _DataFacts:
-    """Open a data config (cheap: finds the layout, counts classes and images per class, fingerprints the
-    files). Raises what ``ImageClassificationDataModule`` raises (a too-large subset included)."""
-    import numpy as np
-
-    from .data import ImageClassificationDataModule
-
-    dm = ImageClassificationDataModule(**data)
-    dm.split_indices()  # labels only: a too-large subset fails here
-    counts = np.bincount(dm.fewshot_pool_labels(), minlength=dm.num_classes)
-    return _DataFacts(dm.dataset, f"{dm.dataset}:{dm.source.fingerprint}", int(counts.min()), int(counts.argmin()),
-                      dm.num_classes, dm.img_size)
-
-
-def _open_data(runs, exp, strict: bool = True) -> None:
-    """Check what each run reads before anything trains, and name its data by content.
-
-    Each distinct data config is opened once: the run's ``data`` and, when it fine-tunes, the target
-    ``data`` + ``finetune.data``. A subset larger than the split, more shots than a class has, a missing
-    ``init.checkpoint`` or one of another architecture is an ``ExperimentError`` naming the key. Each
-    run's ``data_ids`` gets the fingerprints (its run id names the data by content, not by path).
-    ``strict=False`` (a dry run): nothing is refused and an unreadable data set is named by its root."""
-    from .experiments.spec import ExperimentError
-    from .experiments.stages import init_checkpoint, pretrained_model
-
-    opened: dict[str, _DataFacts | Exception] = {}
-    checked: set[str] = set()
-
-    def facts(data: dict) -> _DataFacts | Exception:
-        sig = repr(sorted(data.items()))
-        if sig not in opened:
-            try:
-                opened[sig] = _read_data_facts(data)
-            except (ValueError, FileNotFoundError, RuntimeError, OSError) as e:
-                opened[sig] = e
-        return opened[sig]
-
-    for r in runs:
-        def refuse(key: str, e: Exception):
-            raise ExperimentError(f"{exp.path}: scale {r.scale}: key '{key}': {' '.join(str(e).split())}") from None
-
-        if "name" not in r.config["model"]:  # the model is the one init.checkpoint names
-            _model_from_checkpoint(r, exp, strict)
-        targets = [("data", r.config["data"])]
-        if "finetune" in r.config:
-            targets.append(("finetune.data", {**r.config["data"], **r.config["finetune"]["data"]}))
-        for key, data in targets:
-            f = facts(data)
-            if isinstance(f, Exception):
-                if strict:
-                    refuse(key, f)
-                continue
-            r.data_ids[key] = f.fingerprint
-            if data["dataset"] == "auto":  # the run names the kind found, as if it had been given
-                if key == "data":
-                    r.config["data"]["dataset"] = f.dataset
-                elif "dataset" in (ft := r.config["finetune"]["data"]) or "root" in ft:  # else: the run's own
-                    ft["dataset"] = f.dataset
-            shots = max(r.config["eval"]["shots"]) if key == "data" and "eval" in r.config else 0
-            if strict and shots > f.fewest:
-                refuse("eval.shots", ValueError(f"{shots}-shot needs {shots} examples of class {f.fewest_class}, "
-                                                f"the pool has {f.fewest}"))
-        own = facts(r.config["data"])
-        if strict and "name" in r.config["model"] and not isinstance(own, Exception):
-            _check_memory(r, own, refuse)
-        ckpt_key = repr((r.config["model"], (r.config.get("init") or {}).get("checkpoint")))
-        if strict and (r.config.get("init") or {}).get("checkpoint") and ckpt_key not in checked:
-            checked.add(ckpt_key)  # the file exists and fits the model (loaded once, on CPU)
-            try:
-                init_checkpoint(r.config)
-                pretrained_model(r.config, own.num_classes, own.img_size)
-            except (ValueError, FileNotFoundError) as e:
-                refuse("init.checkpoint", e)
-
-
-def _check_memory(run, data: _DataFacts, refuse) -> None:
-    """Refuse a model or batch whose memory lower bound (``compute.training_memory_lower_bound``, per
-    process) exceeds what this machine has, before anything is allocated."""
-    from .compute import available_memory, training_memory_lower_bound
-
-    cfg = run.config
-    trainer = cfg["trainer"]
-    batch = max(1, cfg["data"]["batch_size"] // _processes(trainer))
-    fields = {k: v for k, v in cfg["model"].items() if k not in ("name", "num_classes", "img_size")}
-    need, params = training_memory_lower_bound(cfg["model"]["name"], data.num_classes, data.img_size, batch,
-                                               train=run.task != "fewshot", **fields)
-    have, where = available_memory(str(trainer.get("accelerator", "auto")))
-    if need > have:
-        refuse("model', 'data.img_size' and 'data.batch_size", ValueError(
-            f"{cfg['model']['name']} with {params:,} parameters on a batch of {batch} images of {data.img_size}x"
-            f"{data.img_size} px needs at least {need / 2**30:,.1f} GiB, more than the {have / 2**30:,.1f} GiB of "
-            f"{where}: choose a smaller model, data.img_size or data.batch_size"))
-
-
-def _model_from_checkpoint(run, exp, strict: bool) -> None:
-    """Fill ``model`` of a run that names none from its ``init.checkpoint`` (our checkpoints record the
-    model's name and architecture fields, ``vitrepro.models.checkpoint``)."""
-    from .experiments.spec import ExperimentError
-    from .experiments.stages import init_checkpoint
-    from .models import checkpoint_model_spec
-
-    try:
-        spec = checkpoint_model_spec(init_checkpoint(run.config))
-    except FileNotFoundError as e:
-        if not strict:
-            return
-        raise ExperimentError(f"{exp.path}: scale {run.scale}: key 'init.checkpoint': {' '.join(str(e).split())}") from None
-    if spec is None:
-        if not strict:
-            return
-        raise ExperimentError(f"{exp.path}: scale {run.scale}: key 'model.name' is required: "
-                              f"{run.config['init']['checkpoint']} does not say which model it holds (a timm, .npz or "
-                              f"older checkpoint)")
-    run.config["model"] = {k: v for k, v in spec.items() if k not in ("num_classes", "img_size")}
-
-
-def expand_command(args, extra: list[str]):
-    """``(experiment, runs)`` of a parsed ``vitrepro run`` command line: the file's runs at ``--scale`` with
-    the overrides, the ``--cell`` selection (each cell once), the data root and ``${NAME}`` placeholders
-    filled. Raises ``ValueError`` (``ExperimentError``) for a bad file, override or cell."""
-    from .experiments import Experiment
-
-    exp = Experiment(args.config)
-    runs = exp.expand(args.scale, parse_overrides(extra))
-    if args.cell:
-        bad = [i for i in args.cell if not 0 <= i < len(runs)]
-        if bad:
-            raise ValueError(f"{exp.path}: --cell {bad[0]} is out of range: the grid has cells 0..{len(runs) - 1}")
-        runs = [runs[i] for i in dict.fromkeys(args.cell)]
-    _resolve_roots_and_placeholders(runs, args, exp)
-    _resolve_init_runs(runs, args, exp)
-    return exp, runs
+    return build_plan(PlanRequest(args.config, Path(args.results_dir), args.scale, tuple(args.cell or ()) or None,
+                                  parse_overrides(extra), args.data_root, args.download, args.dry_run))
 
 
 def cmd_run(args, extra: list[str], argv: list[str]) -> int:
-    from .experiments import describe_runs, run_experiment
+    from .experiments.experiment import describe_runs
 
-    exp, runs = expand_command(args, extra)
     _check_results_dir(Path(args.results_dir), "--results-dir")
-    _check_devices(runs, exp)
+    plan = plan_of(args, extra)
     if args.logger == "tensorboard":
         _require_tensorboard()
-    _open_data(runs, exp, strict=not args.dry_run)
     if args.dry_run:
-        print(describe_runs(runs), end="")
-        print(f"# {len(runs)} runs of {exp.name} at scale {runs[0].scale}; results would go to "
-              f"{Path(args.results_dir) / exp.name}")
+        print(describe_runs(list(plan.runs)), end="")
+        print(f"# {len(plan.runs)} runs of {plan.experiment.name} at scale {plan.scale}; results would go to "
+              f"{plan.results_dir / plan.experiment.name}")
         return 0
-    path, failed = run_experiment(exp, runs, Path(args.results_dir), argv=argv, tensorboard=args.logger == "tensorboard")
+    from .experiments.runner import run_experiment
+
+    path, failed = run_experiment(plan, argv=argv, tensorboard=args.logger == "tensorboard")
     print(f"results: {path}")
     if failed:
-        print(f"error: {len(failed)} of {len(runs)} runs failed or were interrupted (the same command starts a "
+        print(f"error: {len(failed)} of {len(plan.runs)} runs failed or were interrupted (the same command starts a "
               f"diverged run again from scratch and resumes the others from their newest good checkpoint):",
               file=sys.stderr)
         for rec in failed:
@@ -466,35 +234,6 @@ def _check_results_dir(path: Path, flag: str) -> None:
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"{flag} {path}: {existing} cannot be written (read-only file system or no permission); "
                          f"choose another with {flag} DIR")
-
-
-def _processes(trainer: dict) -> int:
-    """``trainer.devices x trainer.num_nodes`` when both are counts, else 1 (``auto``, a device list)."""
-    devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
-    return devices * nodes if isinstance(devices, int) and devices > 0 and isinstance(nodes, int) else 1
-
-
-def _check_devices(runs, exp) -> None:
-    """Refuse, before anything is written, an accelerator this machine does not have, or a batch that does
-    not split evenly over ``trainer.devices x trainer.num_nodes`` processes."""
-    import torch
-
-    from .experiments.spec import ExperimentError
-
-    available = {"cpu": True, "auto": True, "gpu": torch.cuda.is_available(), "cuda": torch.cuda.is_available(),
-                 "mps": torch.backends.mps.is_available()}
-    for r in runs:
-        trainer = r.config["trainer"]
-        accel = str(trainer.get("accelerator", "auto"))
-        if not available.get(accel, True):
-            have = ", ".join(k for k, ok in available.items() if ok)
-            raise ExperimentError(f"{exp.path}: scale {r.scale}: key 'trainer.accelerator': {accel!r} needs a device "
-                                  f"this machine does not have (available: {have})")
-        world = _processes(trainer)
-        batch = r.config["data"]["batch_size"]
-        if batch % world:
-            raise ExperimentError(f"{exp.path}: scale {r.scale}: key 'data.batch_size': {batch} is the batch over all "
-                                  f"{world} devices and must divide by {world}")
 
 
 def _require_tensorboard() -> None:
@@ -521,7 +260,8 @@ def cmd_collect(args) -> Path:
 
 def cmd_report(args) -> int:
     from .experiments import Experiment
-    from .experiments.runner import write_experiment_report
+    from .experiments.plan import reference_results
+    from .report import write_experiment_report
 
     exp = Experiment(args.config)
     scale = args.scale or exp.default_scale
@@ -542,6 +282,7 @@ def cmd_compare(args) -> int:
     """Write and print ``compare_<scale>.md``: the runs of ``--results-dir`` beside those of the reference
     folder (matched by run id) and the paper's numbers of the experiment's ``report.paper``."""
     from .experiments import Experiment
+    from .experiments.plan import reference_results
     from .report.compare import write_comparison
 
     exp = Experiment(args.config)
@@ -555,48 +296,53 @@ def cmd_compare(args) -> int:
     return 0
 
 
-def cmd_fewshot(args, extra: list[str]) -> int:
-    from .evaluation.fewshot_checkpoint import fewshot_of_checkpoint, resolve_run
-    from .models import model_defaults
+def _data_and_model(args, extra: list[str], command: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(data overrides, model overrides)`` of ``fewshot`` and ``analyze``, named as ``run`` names them:
+    ``--data-root DIR`` (or ``$VITREPRO_DATA``) and ``--data.<key>=<value>`` (any
+    ``ImageClassificationDataModule`` argument), ``--model.<field>=<value>``. A data root given without a
+    ``data.dataset`` is read as ``auto`` (the kind the folder holds), so a CIFAR-trained checkpoint can be
+    looked at on one's own ImageFolder tree. Raises ``ValueError`` for another override."""
+    from .data import ImageClassificationDataModule
+    from .experiments.sections import allowed_keys
 
-    from .models import checkpoint_model_spec
+    data_keys = allowed_keys(ImageClassificationDataModule)
+    data, model = {}, {}
+    for key, value in parse_overrides(extra).items():
+        section, _, field = key.partition(".")
+        if section == "model":
+            model[field] = value
+        elif section == "data" and field in data_keys:
+            data[field] = value
+        else:
+            raise ValueError(f"{command}: unrecognized override --{key}: allowed are --model.<field>=<value> and "
+                             f"--data.<key>=<value> with key one of {', '.join(data_keys)}")
+    root = args.data_root or os.environ.get(DATA_ROOT_ENV)
+    if root and "root" not in data:
+        data["root"] = root
+        data.setdefault("dataset", "auto")
+    return data, model
+
+
+def cmd_fewshot(args, extra: list[str]) -> int:
+    from .evaluation.fewshot_checkpoint import fewshot_of_checkpoint
+    from .models import model_defaults
+    from .models.checkpoint import resolve_weights
 
     if not (args.run or args.checkpoint or args.model):
         raise ValueError("fewshot: give a run directory or a checkpoint file, or --model NAME (with --checkpoint PATH)")
     if args.run and args.checkpoint:
         raise ValueError("fewshot: give a run directory or checkpoint file, or --checkpoint PATH, not both")
-    if args.run and Path(args.run).is_dir():
-        model, data, ckpt = resolve_run(args.run)
-        data = {k: v for k, v in data.items() if k in ("dataset", "root", "img_size", "seed", "num_workers")}
+    data_overrides, model_overrides = _data_and_model(args, extra, "fewshot")
+    weights = resolve_weights(args.run or args.checkpoint, {**({"name": args.model} if args.model else {}),
+                                                             **model_overrides},
+                              named=bool(args.model or "name" in model_overrides))
+    model, ckpt = weights.model, weights.checkpoint
+    if weights.run:  # the run's data, less what only training reads
+        data = {k: v for k, v in weights.run["config"]["data"].items()
+                if k in ("dataset", "root", "img_size", "seed", "num_workers")}
     else:
-        ckpt = args.run or args.checkpoint
-        if ckpt and not Path(ckpt).is_file():
-            raise FileNotFoundError(f"fewshot: {ckpt} is neither a run directory nor a checkpoint file")
-        spec = checkpoint_model_spec(ckpt) if ckpt else None
-        if args.model:
-            model = {"name": args.model}
-        elif spec:  # our checkpoints say which model they hold
-            model = spec
-        else:
-            raise ValueError(f"fewshot: {ckpt or 'no checkpoint'}: name the model with --model NAME (a timm, .npz or "
-                             f"older checkpoint does not say which model it holds)")
-        data = {"img_size": model.get("img_size") or model_defaults(model["name"])["img_size"]}
-    from .data import ImageClassificationDataModule
-    from .experiments.sections import allowed_keys
-
-    data_keys = allowed_keys(ImageClassificationDataModule)
-    data_overrides = {}
-    for key, value in parse_overrides(extra).items():
-        section, _, field = key.partition(".")
-        if section == "model":
-            model[field] = value
-        elif section == "data" and field in data_keys:  # e.g. --data.dataset=imagefolder, as `run` takes it
-            data_overrides[field] = value
-        else:
-            raise ValueError(f"fewshot: unrecognized override --{key}: allowed are --model.<field>=<value> and "
-                             f"--data.<key>=<value> with key one of {', '.join(data_keys)}")
-    root = args.data_root or os.environ.get(DATA_ROOT_ENV)
-    data.update({k: v for k, v in (("root", root), ("dataset", args.dataset), ("img_size", args.img_size)) if v})
+        data = {"img_size": weights.img_size or model_defaults(model["name"])["img_size"]}
+    data.update({k: v for k, v in (("dataset", args.dataset), ("img_size", args.img_size)) if v})
     data.update(data_overrides)
     out = fewshot_of_checkpoint(model, ckpt, data, shots=args.shots, seeds=args.seeds)
     print(f"{model['name']} {ckpt or '(random init)'} on {out['data']}, {len(args.seeds)} seeds:")
@@ -606,29 +352,42 @@ def cmd_fewshot(args, extra: list[str]) -> int:
     return 0
 
 
-def cmd_analyze(args, argv: list[str]) -> int:
-    """``vitrepro analyze KIND RUN...``: one inspection figure and its caption (``vitrepro.report.inspection``)."""
+def cmd_analyze(args, extra: list[str], argv: list[str]) -> int:
+    """``vitrepro analyze KIND RUN...``: one inspection figure and its caption (``vitrepro.report.inspection``),
+    of any run folder or checkpoint, on the run's test images or any data root (``--data-root``,
+    ``--data.<key>=<value>``)."""
     from .report.inspection import analyze, load_subject
 
+    data, model = _data_and_model(args, extra, "analyze")
     sources = args.runs or [None]
-    subjects = [load_subject(src, args.model, args.checkpoint) for src in sources]
+    subjects = [load_subject(src, args.model, args.checkpoint, model) for src in sources]
     name = args.name or "+".join(s.label for s in subjects)
     for path in analyze(args.kind, subjects, Path(args.results_dir) / "analysis", name,
-                        "vitrepro " + " ".join(argv), images=args.images, data_root=args.data_root):
+                        "vitrepro " + " ".join(argv), images=args.images, data=data):
         print(f"wrote {path}")
     return 0
 
 
+def _checkout() -> Path:
+    """The folder holding ``experiments/``: the working directory or the nearest folder above it (as git
+    finds its repository). Raises ``FileNotFoundError`` when there is none."""
+    cwd = Path.cwd()
+    for folder in (cwd, *cwd.parents):
+        if any((folder / "experiments").glob("*.yaml")):
+            return folder
+    raise FileNotFoundError(f"figures: no experiments/ folder with experiment files in {cwd} or above; run it in a "
+                            f"checkout of vitrepro or pass --experiments DIR")
+
+
 def cmd_figures(args) -> int:
-    """``vitrepro figures``: ``vitrepro.report.figures.regenerate`` over the committed (or given) results."""
+    """``vitrepro figures``: ``vitrepro.report.figures.regenerate`` over the committed (or given) results.
+    Default paths follow the working directory: ``experiments/`` and ``results/`` of the checkout it is in."""
     from .report.figures import regenerate
 
-    exp_dir = Path(args.experiments) if args.experiments else next(
-        (p for p in (Path(__file__).resolve().parents[1] / "experiments", Path("experiments")) if p.is_dir()),
-        Path("experiments"))
+    exp_dir = Path(args.experiments) if args.experiments else _checkout() / "experiments"
     results = Path(args.results_dir) if args.results_dir else exp_dir.parent / "results"
     if results.is_absolute() and results.is_relative_to(Path.cwd()):
-        results = results.relative_to(Path.cwd())  # the reports name their runs.csv as the repository does
+        results = results.relative_to(Path.cwd())
     for path in regenerate(exp_dir, results):
         print(f"wrote {path}")
     return 0
@@ -701,8 +460,8 @@ def main(argv: list[str] | None = None) -> int:
             return _interruptible(cmd_run, args, extra, argv)
         if args.command == "fewshot":
             return cmd_fewshot(args, extra)
-        if args.command == "analyze" and not extra:
-            return cmd_analyze(args, argv)
+        if args.command == "analyze":
+            return cmd_analyze(args, extra, argv)
         if extra:
             raise ValueError(f"unrecognized arguments: {' '.join(extra)}")
         if args.command == "collect":

@@ -49,7 +49,7 @@ class ResumableSampler(DistributedSampler):
     def __init__(self, n: int, seed: int = 0, epoch_source: Callable[[], int] | None = None):
         if n < 1:
             raise ValueError(f"ResumableSampler needs at least one item, got n={n}")
-        self.n, self.seed = int(n), int(seed)  # noqa: DistributedSampler.__init__ deliberately not called
+        self.n, self.seed = int(n), int(seed)  # DistributedSampler.__init__ deliberately not called
         self.epoch = 0
         self.epoch_source = epoch_source
         self._resume: tuple[int, int] | None = None

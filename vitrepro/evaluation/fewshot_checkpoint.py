@@ -1,7 +1,7 @@
 """Few-shot linear accuracy of any checkpoint: a run of ours, a timm state_dict or a Google ``.npz``.
 
 ``vitrepro fewshot results/pos_emb_ablation/runs/<run_id> --data-root DIR`` reads the run's
-``config.yaml`` (model and data) and ``checkpoints/last.ckpt``; ``vitrepro fewshot --model ViT-B/16
+``config.yaml`` (data) and checkpoint (``models.checkpoint.resolve_weights``); ``vitrepro fewshot --model ViT-B/16
 --checkpoint weights.npz --data-root DIR --img-size 224`` evaluates outside weights. The probe is the
 paper's (``fewshot.py``): pre-logits features, closed-form least squares, 1/5/10/25 shots, 3 seeds.
 """
@@ -11,19 +11,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..data import ImageClassificationDataModule
-from ..models.checkpoint import load_pretrained, read_run_config, run_checkpoint
+from ..models.checkpoint import load_pretrained
 from .fewshot import DEFAULT_L2_REG, evaluate_fewshot, extract_features
-
-
-def resolve_run(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any], Path]:
-    """(model config, data config, checkpoint path) of a run directory written by the runner.
-
-    Raises ``FileNotFoundError`` naming the missing ``config.yaml`` (not a run directory), or the missing
-    ``checkpoints/last.ckpt`` with the command that writes it (checkpoints are not committed).
-    """
-    ckpt = run_checkpoint(run_dir)
-    cfg = read_run_config(run_dir)["config"]
-    return dict(cfg["model"]), dict(cfg["data"]), ckpt
 
 
 def fewshot_of_checkpoint(model: dict[str, Any], checkpoint: str | Path | None, data: dict[str, Any],

@@ -76,6 +76,9 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
     row.update({k: section_label(v) for k, v in cell.items() if isinstance(v, dict)})  # over the bare model name
     row.update(record.get("provenance") or {})
     row["error"] = record.get("error")
+    for key in ("variant", "config_id"):  # what the command line changed; replicates share a config id
+        if key in record:
+            row[key] = record[key]
     if record.get("failure"):  # diverged | infrastructure | error (runner.FAILURE_KINDS)
         row["failure"] = record["failure"]
     return row

@@ -52,7 +52,9 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from .. import __version__
 from .protocols import PROTOCOLS, RunContext, is_global_zero
 from .records import read_record, write_record, write_table
-from .spec import Experiment, RunSpec
+from ..report import write_experiment_report
+from .experiment import RunSpec
+from .plan import RunPlan
 from .training import NonFiniteLossError, find_resume_checkpoint
 
 
@@ -167,7 +169,7 @@ def execute_run(run: RunSpec, exp_dir: Path, command: str, log: Callable[[str], 
     L.seed_everything(run.config["seed"], workers=True, verbose=False)
     t0 = time.time()
     head = {"run_id": run.run_id, "experiment": run.experiment, "task": run.task, "scale": run.scale,
-            "cell": run.cell}
+            "cell": run.cell, "variant": run.variant, "config_id": run.config_id}
     base = {"model": run.config["model"]["name"], "seed": run.config["seed"]}
     try:
         outcome = PROTOCOLS[run.task].run(RunContext(run, run_dir, command, log, tensorboard))
@@ -270,23 +272,12 @@ def _provenance(command: str, wall_s: float, data: str, devices: int, precision:
             "torch": torch.__version__, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-def write_experiment_report(exp: Experiment, runs_csv: Path, scale: str) -> list[Path]:
-    """Write the report the experiment file names (``report.kind``) for ``scale`` beside ``runs_csv``;
-    return the written paths (none when the file names no report)."""
-    if not exp.report:
-        return []
-    from ..report import REPORTS
-
-    kind = exp.report["kind"]
-    paper = (exp.path.parent / exp.report["paper"]).resolve() if exp.report.get("paper") else None
-    return REPORTS[kind](runs_csv, paper, runs_csv.parent, scale)
-
-
-def run_experiment(exp: Experiment, runs: list[RunSpec], results_dir: Path, argv: list[str] | None = None,
-                   log: Callable[[str], None] = print, tensorboard: bool = False) -> tuple[Path, list[dict]]:
-    """Execute ``runs`` of ``exp`` (each run id once; finished ones skipped, failed ones retried), rebuild
+def run_experiment(plan: RunPlan, argv: list[str] | None = None, log: Callable[[str], None] = print,
+                   tensorboard: bool = False) -> tuple[Path, list[dict]]:
+    """Execute the runs of ``plan`` (each run id once; finished ones skipped, failed ones retried), rebuild
     ``runs.csv`` from the records and write the report. Returns ``(runs.csv path, failed records)``."""
-    exp_dir = Path(results_dir) / exp.name
+    exp, runs = plan.experiment, plan.runs
+    exp_dir = plan.results_dir / exp.name
     command = "vitrepro " + shlex.join(argv if argv is not None else sys.argv[1:])
     unique = list({r.run_id: r for r in runs}.values())
     # under DDP every rank reads the records before any rank writes, so all agree on what to run; a single
@@ -353,5 +344,5 @@ def run_experiment(exp: Experiment, runs: list[RunSpec], results_dir: Path, argv
     return table, failed
 
 
-__all__ = ["execute_run", "run_experiment", "RunInterrupted", "write_experiment_report", "hardware_description", "failure_kind",
+__all__ = ["execute_run", "run_experiment", "RunInterrupted", "hardware_description", "failure_kind",
            "FAILURE_KINDS"]

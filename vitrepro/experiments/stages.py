@@ -10,6 +10,7 @@ Under DDP every rank runs the same fits in the same order; scores are synchroniz
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -20,7 +21,8 @@ from torch import nn
 
 from ..data import ImageClassificationDataModule
 from ..models import create_model
-from ..models.checkpoint import run_checkpoint
+from ..models.checkpoint import resolve_weights
+from ..rundir import RunDir
 from ..tasks import FinetuneConfig, FinetuneTask, load_pretrained
 from ..tasks.speed import speed_callback
 from ..tasks.sweep import sweep_in_lockstep
@@ -29,24 +31,11 @@ from .training import interactive
 
 
 def init_checkpoint(cfg: dict[str, Any]) -> Path | None:
-    """The checkpoint file of ``init.checkpoint``: the path itself, or ``<run dir>/checkpoints/last.ckpt``
-    for a run directory of ``vitrepro run``; None for a random initialization. Raises ``FileNotFoundError``
-    naming the path and what was expected."""
+    """The checkpoint file of ``init.checkpoint`` (``resolve_weights``: a file, or a run folder's
+    checkpoint); None for a random initialization. Raises ``FileNotFoundError`` naming the path and what
+    was expected, ``ValueError`` for an unreadable file or one that names no model."""
     ckpt = (cfg.get("init") or {}).get("checkpoint")
-    if ckpt is None:
-        return None
-    path = Path(ckpt)
-    if path.is_dir() and (path / "config.yaml").is_file():
-        try:
-            return run_checkpoint(path)
-        except FileNotFoundError as e:
-            raise FileNotFoundError(f"init.checkpoint: {e}, or point init.checkpoint at your own run") from None
-    if path.is_dir():
-        path = path / "checkpoints" / "last.ckpt"
-    if not path.is_file():
-        raise FileNotFoundError(f"init.checkpoint {ckpt}: {path} not found; expected a checkpoint file "
-                                f"(.ckpt, .pth, .bin, .safetensors, .npz) or a run directory of `vitrepro run`")
-    return path
+    return None if ckpt is None else resolve_weights(ckpt, cfg["model"]).checkpoint
 
 
 def pretrained_model(cfg: dict[str, Any], num_classes: int, img_size: int) -> nn.Module:
@@ -71,6 +60,15 @@ def model_factory(trained: nn.Module, cfg: dict[str, Any], num_classes: int) -> 
         return load_pretrained(net, None, k, img_size)
 
     return make
+
+
+def _keep_finetuned(trainer: L.Trainer, path: Path, is_writer: bool) -> None:
+    """Save the fine-tuned network (weights and ``model_spec``, no optimizer state) as ``path``, atomically
+    (a temporary file renamed into place): ``vitrepro fewshot`` and ``analyze`` take it, as any checkpoint."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    trainer.save_checkpoint(tmp, weights_only=True)  # every rank calls it; global rank 0 writes
+    if is_writer:
+        os.replace(tmp, path)
 
 
 def finetune_trainer_kwargs(cfg: dict[str, Any], ft: dict[str, Any], config: FinetuneConfig) -> dict[str, Any]:
@@ -127,6 +125,7 @@ def finetune_stage(make: Callable[[int, int], nn.Module], cfg: dict[str, Any], r
     final_dm = ImageClassificationDataModule(**{**data, "val_fraction": 0.0})
     task, trainer = fit(lr, final_dm, f"final_lr{lr:g}")
     test = trainer.test(task, datamodule=final_dm, verbose=False)[0]["test/top1"]
+    _keep_finetuned(trainer, RunDir(run_dir).finetuned, is_writer)
     return {
         "ft_dataset": data["dataset"], "ft_img_size": data["img_size"], "ft_steps": trainer.global_step,
         "ft_lr": lr, "ft_dev_top1": round(sweep[lr], 5) if sweep else None,

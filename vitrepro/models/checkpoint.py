@@ -28,7 +28,7 @@ from torch import nn
 from .convert import (LAYOUTS, CheckpointKeyError, _arr, _detect, _is_timm_bit, _name_keys, _OURS_VIT_RULES, _rename,
                       _spec, timm_to_vitrepro)
 from .posemb import resample_posemb_1d, resample_posemb_grid
-from .registry import create_model
+from .registry import create_model, model_config
 from .vit import VisionTransformer
 
 TORCH_SUFFIXES = (".ckpt", ".pth", ".pt", ".bin")
@@ -67,40 +67,81 @@ def checkpoint_model_spec(path: str | Path) -> dict[str, Any] | None:
     return dict(spec) if spec else None
 
 
-def read_run_config(run_dir: str | Path, need_config: bool = True) -> dict[str, Any]:
-    """``<run_dir>/config.yaml`` (``{"config": ..., "task": ..., "command": ...}``), read as plain YAML (no
-    tags: a ``!!python/...`` tag is refused). Raises ``FileNotFoundError`` when it is missing, ``ValueError``
-    naming the file when it is not a YAML mapping (with a ``config`` mapping, when ``need_config``)."""
-    import yaml
-
-    path = Path(run_dir) / "config.yaml"
-    try:
-        saved = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{run_dir}: no config.yaml; expected a run directory written by `vitrepro run`") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not a run config ({' '.join(str(e).split())[:160]})") from None
-    if not isinstance(saved, dict) or (need_config and not isinstance(saved.get("config"), dict)):
-        raise ValueError(f"{path}: not a run config (expected a mapping with keys config, task, command)")
-    return saved
+#: Model fields a run sets apart from its starting checkpoint: the new training's regularization and head,
+#: not the architecture the weights need.
+TRAINING_FIELDS = ("dropout", "attention_dropout", "drop_path_rate", "num_classes", "img_size", "head_zero_init",
+                   "head_bias_init")
 
 
-def run_checkpoint(run_dir: str | Path) -> Path:
-    """``<run_dir>/checkpoints/last.ckpt`` of a run directory written by ``vitrepro run``. Raises
-    ``FileNotFoundError`` when ``run_dir`` has no ``config.yaml`` (not a run directory), or when the
-    checkpoint is missing, naming the command (from ``config.yaml``) that writes it: checkpoints are not
-    committed, so a fresh clone's run directories hold records and logs only."""
-    run_dir = Path(run_dir)
-    cfg_path, ckpt = run_dir / "config.yaml", run_dir / "checkpoints" / "last.ckpt"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{run_dir}: no config.yaml; expected a run directory written by `vitrepro run` "
-                                f"(results/<experiment>/runs/<run_id>) or a checkpoint file")
-    if not ckpt.is_file():
-        command = read_run_config(run_dir, need_config=False).get("command", "vitrepro run ...")
-        where = run_dir.parents[2] if len(run_dir.parents) > 2 else run_dir.parent
-        raise FileNotFoundError(f"{run_dir} has no checkpoints/last.ckpt (checkpoints are not committed): "
-                                f"`{command}` writes it, with --results-dir {where} to put it here")
-    return ckpt
+def architecture_of(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"name": ..., fields that differ from the name's registry config}`` of a ``model_spec``: what a run
+    config's ``model`` section must say to rebuild that architecture (``{"name": "ViT-C/4", "posemb":
+    "none"}``), less ``TRAINING_FIELDS``."""
+    full = dataclasses.asdict(model_config(spec["name"]))
+    plain = lambda v: list(v) if isinstance(v, (list, tuple)) else v  # noqa: E731
+    return {"name": spec["name"], **{k: v for k, v in spec.items() if k != "name" and k not in TRAINING_FIELDS
+                                     and k in full and plain(full[k]) != plain(v)}}
+
+
+@dataclasses.dataclass(frozen=True)
+class Weights:
+    """What a weight source names: ``model`` (``name`` + architecture fields, for ``create_model`` or a run
+    config's ``model`` section), ``checkpoint`` (None: a random initialization), ``run`` (a run folder's
+    ``config.yaml``, None for a file) and a short ``label``."""
+
+    model: dict[str, Any]
+    checkpoint: Path | None
+    run: dict[str, Any] | None
+    label: str
+    img_size: int | None = None  # the resolution a checkpoint of ours was trained at
+
+
+def resolve_weights(source: str | Path | None, model: Mapping[str, Any] | None = None, named: bool = False) -> Weights:
+    """The one resolver from a weight source to a model: a run folder of ``vitrepro run`` (its checkpoint,
+    ``RunDir.checkpoint``), a ``.ckpt`` of ours (it names its whole architecture: position embedding, pool,
+    every field), a timm state_dict (``.pth``/``.bin``/``.safetensors``) or Google ``.npz`` (``model`` names
+    the architecture), or None (a random initialization of ``model``).
+
+    ``model``: a run config's or the command line's model fields. For a checkpoint of ours the checkpoint's
+    architecture wins (``architecture_of``) and only ``TRAINING_FIELDS`` of ``model`` are kept, unless the
+    user ``named`` another model on purpose (``--model``, ``--model.name``): that model is then built, and
+    loading the checkpoint into it fails naming both architectures. Raises
+    ``FileNotFoundError`` naming a missing path or checkpoint, ``ValueError`` when nothing names the model
+    or the file cannot be read."""
+    from ..rundir import RunDir
+
+    given = dict(model or {})
+    if given.get("name") is None:
+        given.pop("name", None)
+    run = None
+    if source is None:
+        if "name" not in given:
+            raise ValueError("no checkpoint and no model: name the model (--model NAME or model.name)")
+        return Weights(given, None, None, "random init")
+    path = Path(source)
+    if path.is_dir():
+        folder = RunDir(path)
+        checkpoint = folder.checkpoint()
+        run = folder.read_config()
+        label = path.name
+    elif path.is_file():
+        checkpoint, label = path, path.stem
+    else:
+        raise FileNotFoundError(f"{path} not found: expected a run folder of `vitrepro run` or a checkpoint file "
+                                f"({', '.join(CHECKPOINT_SUFFIXES)})")
+    spec = checkpoint_model_spec(checkpoint)
+    if spec and not (named and given.get("name") not in (None, spec["name"])):
+        own = architecture_of(spec)
+        return Weights({**own, **{k: v for k, v in given.items() if k in TRAINING_FIELDS}}, checkpoint, run, label,
+                       spec.get("img_size"))
+    if spec:  # another model, named on purpose
+        return Weights(given, checkpoint, run, label)
+    if run is not None and "name" not in given:
+        given = dict(run["config"]["model"])  # an older run's checkpoint: its config names the model
+    if "name" not in given:
+        raise ValueError(f"{checkpoint} does not say which model it holds (a timm, .npz or older checkpoint): "
+                         f"name the model (--model NAME or model.name)")
+    return Weights(given, checkpoint, run, label)
 
 
 def model_from_checkpoint(path: str | Path, num_classes: int | None = None, img_size: int | None = None) -> nn.Module:
@@ -512,6 +553,6 @@ def save_npz(model: nn.Module, path: str | os.PathLike, layout: str | None = Non
 
 
 __all__ = ["MODEL_KEY", "TORCH_SUFFIXES", "CHECKPOINT_SUFFIXES", "CheckpointMismatchError", "CheckpointKeyError",
-           "LAYOUTS", "run_checkpoint", "model_spec", "checkpoint_model_spec", "model_from_checkpoint", "load_pretrained",
+           "LAYOUTS", "resolve_weights", "Weights", "architecture_of", "model_spec", "checkpoint_model_spec", "model_from_checkpoint", "load_pretrained",
            "describe_state_dict", "load_timm_state_dict", "load_state_dict_strict", "load_npz", "save_npz",
            "to_npz_dict"]

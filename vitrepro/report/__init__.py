@@ -6,34 +6,47 @@
 ``few_shot``: few-shot linear accuracy versus shots (Sec. 4.1, App. B.2).
 ``inspection``: the inspection figures of Sec. 4.5 (Figures 6, 7), ``vitrepro analyze``.
 ``figures``: every report and figure redrawn from results, ``vitrepro figures``.
+
+The report kinds are listed once, in ``REPORT_KINDS``; a kind's module is imported only when its report
+is drawn (no plotting library, no torch at start-up).
 """
+from __future__ import annotations
 
-from vitrepro.report.pos_emb import (
-    describe_runs,
-    load_paper,
-    load_runs,
-    summarize,
-    table8_markdown,
-    write_report,
-)
-from vitrepro.report.pos_emb_figure import plot_table8
-from vitrepro.report import compute, data_size, few_shot
+import importlib
+from pathlib import Path
+from typing import NamedTuple
 
-#: Report kinds an experiment file can name under ``report.kind``:
-#: ``fn(runs_csv, paper_csv, out_dir, scale) -> [written paths]``.
-REPORTS = {"pos_emb_table8": write_report, "data_size_scaling": data_size.write_report,
-           "compute_transfer": compute.write_report, "few_shot_curves": few_shot.write_report}
 
-__all__ = [
-    "REPORTS",
-    "compute",
-    "few_shot",
-    "data_size",
-    "describe_runs",
-    "load_paper",
-    "load_runs",
-    "plot_table8",
-    "summarize",
-    "table8_markdown",
-    "write_report",
-]
+class ReportKind(NamedTuple):
+    """A report an experiment file can name under ``report.kind``: the module whose
+    ``write_report(runs_csv, paper_csv, out_dir, scale) -> [written paths]`` draws it, and the grid keys
+    (last dotted component) every cell must set for the report to tell the runs apart."""
+
+    module: str
+    cell_keys: tuple[str, ...] = ()
+
+
+REPORT_KINDS: dict[str, ReportKind] = {
+    "pos_emb_table8": ReportKind("pos_emb", ("posemb", "posemb_placement")),
+    "data_size_scaling": ReportKind("data_size", ("train_size",)),
+    "compute_transfer": ReportKind("compute"),
+    "few_shot_curves": ReportKind("few_shot"),
+}
+
+
+def write_kind(kind: str, runs_csv: Path, paper_csv: Path | None, out_dir: Path, scale: str) -> list[Path]:
+    """Draw the report ``kind`` (a key of ``REPORT_KINDS``; ``KeyError`` otherwise); return the written paths."""
+    module = importlib.import_module(f"{__name__}.{REPORT_KINDS[kind].module}")
+    return module.write_report(runs_csv, paper_csv, out_dir, scale)
+
+
+def write_experiment_report(exp, runs_csv: Path, scale: str) -> list[Path]:
+    """Write the report the experiment file names (``report.kind``) for ``scale`` beside ``runs_csv``;
+    return the written paths (none when the file names no report)."""
+    if not exp.report:
+        return []
+    paper = (exp.path.parent / exp.report["paper"]).resolve() if exp.report.get("paper") else None
+    return write_kind(exp.report["kind"], runs_csv, paper, runs_csv.parent, scale)
+
+
+__all__ = ["REPORT_KINDS", "ReportKind", "write_kind", "write_experiment_report"]

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import save_figure, write_text
-from .runs import load_scale, split_failed
+from .runs import load_scale, source_name, split_failed
 
 FAMILIES = ("ViT", "BiT", "hybrid")
 MEASURES = {"fewshot_5": "5-shot linear", "ft_top1": "fine-tuned top-1"}
@@ -96,7 +96,7 @@ def compute_markdown(runs: pd.DataFrame, scale: str, runs_csv: Path) -> str:
     hw = ", ".join(sorted(set(runs["hardware"].astype(str)))) if "hardware" in runs else "?"
     data = ", ".join(sorted(set(runs["data"].astype(str)))) if "data" in runs else "?"
     wall = runs["wall_s"].sum() / 60 if "wall_s" in runs else float("nan")
-    lines = [f"# Compute vs transfer (Figure 5, Table 6), scale `{scale}`", "", f"Source runs: `{runs_csv}`", "",
+    lines = [f"# Compute vs transfer (Figure 5, Table 6), scale `{scale}`", "", f"Source runs: `{source_name(runs_csv)}` (in the results folder)", "",
              f"{len(runs)} runs; hardware {hw}; total wall time {wall:.1f} min; data {data}. Pre-training compute "
              "= 3 x forward FLOPs of one image x images seen (petaFLOPs, 1e15). Accuracies in percent (test split).",
              "", "| family | model | steps | GFLOPs/image | pre-training PFLOPs | pre-training min | images/s | "

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..atomic import save_figure, write_text
-from .runs import load_scale, split_failed
+from .runs import load_scale, source_name, split_failed
 
 MEASURES = {"fewshot_5": "5-shot linear", "fewshot_25": "25-shot linear", "top1": "pre-training top-1",
             "ft_top1": "fine-tuned top-1"}
@@ -52,7 +52,7 @@ def scaling_markdown(runs: pd.DataFrame, scale: str, runs_csv: Path) -> str:
     table = scaling_table(runs)
     models = list(dict.fromkeys(runs["model"]))
     measures = [m for m in MEASURES if m in table.columns.get_level_values(0)]
-    lines = [f"# Data-size scaling (Figures 3 and 4), scale `{scale}`", "", f"Source runs: `{runs_csv}`", ""]
+    lines = [f"# Data-size scaling (Figures 3 and 4), scale `{scale}`", "", f"Source runs: `{source_name(runs_csv)}` (in the results folder)", ""]
     hw = ", ".join(sorted(set(runs["hardware"].astype(str)))) if "hardware" in runs else "?"
     wall = runs["wall_s"].sum() / 60 if "wall_s" in runs else float("nan")
     steps = ", ".join(str(int(s)) for s in sorted(set(runs["steps"]))) if "steps" in runs else "?"

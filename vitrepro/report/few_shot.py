@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..atomic import save_figure, write_text
-from .runs import load_scale, split_failed
+from .runs import load_scale, source_name, split_failed
 
 
 def shots_of(runs: pd.DataFrame) -> list[int]:
@@ -25,8 +25,13 @@ def shots_of(runs: pd.DataFrame) -> list[int]:
 
 def curve_label(row) -> str:
     """``<model> from <checkpoint's run id or file>`` (``random init`` without one)."""
-    ckpt = getattr(row, "checkpoint", None)
-    source = Path(str(ckpt)).name if isinstance(ckpt, str) and ckpt else "random init"
+    ckpt = getattr(row, "checkpoint", None)  # a grid cell's checkpoint, else the file the run loaded
+    ckpt = ckpt if isinstance(ckpt, str) and ckpt else getattr(row, "init", None)
+    if isinstance(ckpt, str) and ckpt and ckpt != "None":
+        path = Path(ckpt)
+        source = path.parents[1].name if path.parent.name == "checkpoints" and len(path.parents) > 1 else path.name
+    else:
+        source = "random init"
     return f"{row.model} from {source}"
 
 
@@ -46,7 +51,7 @@ def few_shot_markdown(runs: pd.DataFrame, scale: str, runs_csv: Path) -> str:
     hw = ", ".join(sorted(set(runs["hardware"].astype(str)))) if "hardware" in runs else "?"
     data = ", ".join(sorted(set(runs["data"].astype(str)))) if "data" in runs else "?"
     seeds = int(runs["seed"].nunique()) if "seed" in runs else 1
-    lines = [f"# Few-shot linear accuracy against shots, scale `{scale}`", "", f"Source runs: `{runs_csv}`", "",
+    lines = [f"# Few-shot linear accuracy against shots, scale `{scale}`", "", f"Source runs: `{source_name(runs_csv)}` (in the results folder)", "",
              f"{len(runs)} checkpoints; hardware {hw}; data {data}. Percent on the test split, mean ± std over the "
              f"few-shot draws (training seed {', '.join(map(str, sorted(set(runs['seed']))))}"
              f"{'' if seeds == 1 else 's'}).", "",

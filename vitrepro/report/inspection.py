@@ -49,35 +49,36 @@ class Subject:
     command: str | None
 
 
-def load_subject(source: str | None, model_name: str | None = None, checkpoint: str | None = None) -> Subject:
-    """A run directory of ``vitrepro run``, a ``.ckpt`` of ours, or ``model_name`` with outside weights
-    (``checkpoint``: timm state_dict or Google ``.npz``). Raises ``FileNotFoundError`` (with the command that
-    writes a missing run checkpoint), ``ValueError`` for a model without attention (a BiT ResNet)."""
+def load_subject(source: str | None, model_name: str | None = None, checkpoint: str | None = None,
+                 model: dict[str, Any] | None = None) -> Subject:
+    """A run directory of ``vitrepro run``, a ``.ckpt`` of ours (both name their architecture), or
+    ``model_name`` with outside weights (``checkpoint``: timm state_dict or Google ``.npz``), through the one
+    resolver ``models.checkpoint.resolve_weights``; ``model``: more model fields. Raises
+    ``FileNotFoundError`` (with the command that writes a missing run checkpoint), ``ValueError`` for a model
+    without attention (a BiT ResNet)."""
     from ..models import model_defaults
-    from ..models.checkpoint import load_pretrained, model_from_checkpoint, read_run_config, run_checkpoint
+    from ..models.checkpoint import load_pretrained, model_from_checkpoint, resolve_weights
 
-    data, command = {}, None
-    if source and Path(source).is_dir():
-        ckpt = run_checkpoint(source)
-        saved = read_run_config(source)
-        data, command, label = dict(saved["config"]["data"]), saved.get("command"), Path(source).name
-        model = model_from_checkpoint(ckpt)
-    elif source or checkpoint:
-        ckpt = Path(source or checkpoint)
-        if not ckpt.is_file():
-            raise FileNotFoundError(f"analyze: {ckpt} is neither a run directory nor a checkpoint file")
-        if model_name:
-            d = model_defaults(model_name)
-            model = load_pretrained(model_name, ckpt, num_classes=d.get("num_classes", 1000), img_size=d["img_size"])
-        else:
-            model = model_from_checkpoint(ckpt)
-        label = ckpt.stem
-    else:
+    if source and checkpoint:
+        raise ValueError("analyze: give run directories or checkpoint files, or --checkpoint PATH, not both")
+    if not (source or checkpoint):
         raise ValueError("analyze: give a run directory or a checkpoint file (or --model NAME --checkpoint PATH)")
-    if not hasattr(model, "transformer"):
-        raise ValueError(f"analyze: {label} is a {type(model).__name__}, which has no attention or position "
+    weights = resolve_weights(source or checkpoint, {**({"name": model_name} if model_name else {}), **(model or {})},
+                              named=bool(model_name or (model or {}).get("name")))
+    data = dict(weights.run["config"]["data"]) if weights.run else {}
+    command = weights.run.get("command") if weights.run else None
+    if weights.img_size is not None and not model:  # ours, as trained
+        net = model_from_checkpoint(weights.checkpoint)
+    else:
+        fields = dict(weights.model)
+        name = fields.pop("name")
+        d = model_defaults(name)
+        net = load_pretrained(name, weights.checkpoint, num_classes=d.get("num_classes", 1000),
+                              img_size=weights.img_size or fields.pop("img_size", None) or d["img_size"], **fields)
+    if not hasattr(net, "transformer"):
+        raise ValueError(f"analyze: {weights.label} is a {type(net).__name__}, which has no attention or position "
                          "embedding (allowed: ViT and hybrid models)")
-    return Subject(model.eval(), label, data, str(ckpt), command)
+    return Subject(net.eval(), weights.label, data, str(weights.checkpoint), command)
 
 
 def random_twin(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -133,7 +134,7 @@ def _figure(w: float, h: float):
     return fig
 
 
-def measure(kind: str, subjects: list[Subject], images: int = 8, data_root: str | None = None
+def measure(kind: str, subjects: list[Subject], images: int = 8, data: dict[str, Any] | None = None
             ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The numbers a figure of ``kind`` draws, as arrays (saved beside it as ``.npz``, so ``vitrepro
     figures`` redraws it without the checkpoint), and its facts (labels, sizes, data). Raises
@@ -154,7 +155,7 @@ def measure(kind: str, subjects: list[Subject], images: int = 8, data_root: str 
             raise ValueError("analyze posemb: none of the models has a position-embedding table (none, relative)")
         return arrays, meta
     s = subjects[0]
-    data = dict(s.data, **({"root": data_root} if data_root else {}))
+    data = {**s.data, **(data or {})}
     x, meta["data"] = eval_images(data, images if kind == "rollout" else max(images, 64), s.model.cfg.img_size)
     meta.update(images=len(x), img_size=int(x.shape[-1]), patch_px=pixel_patch(s.model))
     grid = s.model.cfg.grid_size
@@ -272,15 +273,16 @@ def redraw(npz: Path) -> Path:
 
 
 def analyze(kind: str, subjects: list[Subject], out_dir: Path, name: str, command: str, images: int = 8,
-            data_root: str | None = None) -> list[Path]:
+            data: dict[str, Any] | None = None) -> list[Path]:
     """Measure ``kind`` (one of ``KINDS``) for ``subjects`` and write ``out_dir/<kind>_<name>.npz`` (the
     numbers), ``.png`` (the figure) and ``.md`` (its caption: the paper's panel, the command, the models and
     the commands that trained them, the data copy, the hardware, the wall time); return the paths.
-    ``data_root`` replaces the runs' data root (``distance``, ``rollout``). Raises as ``measure``."""
+    ``data`` (data-module arguments) replaces the run's data entries (``distance``, ``rollout``). Raises as
+    ``measure``."""
     from ..experiments.runner import hardware_description
 
     t0 = time.time()
-    arrays, meta = measure(kind, subjects, images, data_root)
+    arrays, meta = measure(kind, subjects, images, data)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     npz, md = out_dir / f"{kind}_{name}.npz", out_dir / f"{kind}_{name}.md"

@@ -29,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..atomic import save_figure, write_text
+from .runs import one_configuration, source_name
 
 __all__ = [
     "POSEMB_ORDER",
@@ -126,6 +127,7 @@ def load_runs(runs_csv: Path, scale: str | None = None) -> pd.DataFrame:
                 f"{runs_csv}: no rows with scale={scale!r}; scales present: "
                 f"{', '.join(present) if present else 'none (the file has no rows)'}"
             )
+        runs = one_configuration(runs, runs_csv)
     return runs.reset_index(drop=True)
 
 
@@ -446,7 +448,7 @@ def write_report(runs_csv: Path, paper_csv: Path, out_dir: Path, scale: str) -> 
     if len(failed):
         md += "\n### Failed runs (retried from scratch by the same command)\n\n" + "\n".join(
             f"- `{r.run_id}` ({r.posemb}, {r.posemb_placement}): {r.error}" for r in failed.itertuples()) + "\n"
-    md = f"# Table 8 reproduction, scale `{scale}`\n\nSource runs: `{runs_csv}`\n\n" + md
+    md = f"# Table 8 reproduction, scale `{scale}`\n\nSource runs: `{source_name(runs_csv)}` (in the results folder)\n\n" + md
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
