@@ -5,7 +5,7 @@ A training step is forward, softmax cross-entropy, backward and a fused AdamW up
 the device, in bf16 autocast, each model ``torch.compile``d (``--no-compile`` to skip) and the ResNets in
 channels-last: the suite's ``speed`` options. Ours and timm's alternate in blocks of ``--steps`` after
 ``--warmup`` steps each, timed with one synchronization per block (none inside it). MFU = images/s x 3 x
-forward FLOPs of one image (``vitrepro.compute.forward_flops``: every matmul, attention products
+forward FLOPs of one image (``vitrepro.cost.forward_flops``: every matmul, attention products
 included) / the GPU's bf16 dense peak (``PEAK_TFLOPS``, matched on the device name, or ``--peak-tflops``).
 The input path: images/s of the device-resident loader (``data.loader: device``: gather + pad-crop + flip +
 normalize on the GPU) and of the CPU DataLoader (``--workers``) over CIFAR-10 (``--data-root``; default the
@@ -36,10 +36,10 @@ import torch.nn.functional as F
 
 from _record import RANDOM_BATCH, append_results
 from _timm_twins import timm_twin
-from vitrepro.compute import forward_flops
+from vitrepro.cost import forward_flops
 from vitrepro.experiments.runner import hardware_description
 from vitrepro.models import create_model, model_family
-from vitrepro.tasks.speed import compile_in_place
+from vitrepro.experiments.speed import compile_in_place
 
 #: bf16 dense tensor-core peak in TFLOP/s (vendor data sheets, without sparsity), matched on the device name
 #: in this order (the first key found in ``torch.cuda.get_device_name()``).

@@ -10,7 +10,7 @@ from vitrepro.data import ImageClassificationDataModule
 from vitrepro.data.device import DeviceAugment, DeviceLoader, inception_crop_params, resized_crops
 from vitrepro.data.sampler import ResumableSampler
 from vitrepro.data.transforms import build_transform, normalize
-from vitrepro.tasks.speed import SpeedCallback, SpeedConfig, compile_in_place
+from vitrepro.experiments.speed import SpeedCallback, SpeedConfig, compile_in_place
 
 
 def ks(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -13,7 +13,7 @@ from filelock import FileLock
 
 from vitrepro.cli import main
 from vitrepro.experiments.runner import failure_kind
-from vitrepro.experiments.training import NonFiniteLossError, _KeepingWriter
+from vitrepro.experiments.trainer import NonFiniteLossError, _KeepingWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 EXP = str(ROOT / "experiments" / "pos_emb_ablation.yaml")
@@ -323,7 +323,7 @@ def test_a_torn_slurm_checkpoint_is_set_aside_where_lightning_no_longer_finds_it
     found'. Now it loses the name."""
     from lightning.pytorch.trainer.connectors.checkpoint_connector import _CheckpointConnector
 
-    from vitrepro.experiments.training import find_resume_checkpoint
+    from vitrepro.experiments.trainer import find_resume_checkpoint
 
     (tmp_path / "hpc_ckpt_1.ckpt").write_bytes(b"PK\x03\x04 torn")
     warnings = []

@@ -79,10 +79,12 @@ def test_a_variant_is_labelled_and_never_averaged_with_the_file_s_runs(tmp_path,
     reseeded = exp.expand(overrides={"seed": 1}, cells=[1])[0]
     assert short.variant == "trainer.max_steps=5" and plain.variant == reseeded.variant == ""
     assert plain.config_id == reseeded.config_id != short.config_id
-    rows = pd.DataFrame({"posemb": ["learned_1d"] * 3, "seed": [0, 1, 0], "fewshot_5": [0.3, 0.32, 0.1],
-                         "variant": ["", "", "trainer.max_steps=3"]})
+    rows = pd.DataFrame({"run_id": ["learned_1d-stem-aaaaaaaa", "learned_1d-stem-bbbbbbbb", "learned_1d-stem-cccccccc",
+                                    "none-stem-dddddddd"],
+                         "posemb": ["learned_1d"] * 3 + ["none"], "seed": [0, 1, 0, 0],
+                         "fewshot_5": [0.3, 0.32, 0.1, 0.2], "variant": ["", "", "trainer.max_steps=3", "optim.lr=1"]})
     kept = one_configuration(rows, "runs.csv")
-    assert kept["fewshot_5"].tolist() == [0.3, 0.32]
+    assert kept["fewshot_5"].tolist() == [0.3, 0.32, 0.2]  # a cell of one variant stays
     assert "1 run(s) with trainer.max_steps=3" in capsys.readouterr().out
 
 

@@ -12,7 +12,7 @@ from vitrepro.cli import main
 from vitrepro.data.shapes import CLASSES, write_shapes_imagefolder
 from vitrepro.experiments import Experiment
 from vitrepro.experiments.spec import ExperimentError, validate_run_config
-from vitrepro.experiments.stages import finetune_stage, pretrained_model
+from vitrepro.experiments.finetune_stage import finetune_stage, pretrained_model
 from vitrepro.report.data_size import scaling_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,7 +123,8 @@ def test_pretrain_then_finetune_sweeps_on_dev_and_reports_test(tmp_path):
 
 
 def test_an_interrupted_sweep_runs_only_the_learning_rates_left(tmp_path):
-    cfg = Experiment(EXP / "data_size_scaling.yaml").expand("smoke")[0].config
+    run = Experiment(EXP / "data_size_scaling.yaml").expand("smoke")[0]
+    cfg = run.config
     storage = f"sqlite:///{tmp_path / 'sweep.db'}"
     cfg["finetune"]["storage"] = storage
     study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
@@ -135,7 +136,7 @@ def test_an_interrupted_sweep_runs_only_the_learning_rates_left(tmp_path):
         built.append(img_size)
         return pretrained_model({**cfg, "model": {"name": "ViT-C/4", "depth": 2}}, k, img_size)
 
-    out = finetune_stage(make, cfg, tmp_path, "s", is_writer=True, log=lambda m: None)
+    out = finetune_stage(make, cfg, run.sections["finetune"], tmp_path, "s", is_writer=True, log=lambda m: None)
     assert len(built) == 2  # lr 0.03 on dev, then the final fit; 0.003 was complete
     assert out["ft_sweep"].startswith("0.003: 0.9000")
 

@@ -17,7 +17,7 @@ import torch
 
 from vitrepro.cli import main
 from vitrepro.data.sampler import ResumableSampler, SeededItems
-from vitrepro.experiments.training import _KeepingWriter
+from vitrepro.experiments.trainer import _KeepingWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 POS_EMB = ROOT / "experiments" / "pos_emb_ablation.yaml"

@@ -6,7 +6,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from vitrepro.tasks import TABLE4_SWEEPS, sweep_learning_rates
+from vitrepro.experiments.sweep import TABLE4_SWEEPS, sweep_learning_rates
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 LRS = TABLE4_SWEEPS["cifar10"][1]
@@ -96,7 +96,7 @@ def test_an_lr_running_on_another_machine_is_left_to_it(tmp_path):
 
 def test_lockstep_sweep_runs_in_grid_order_resumes_and_only_the_writer_writes(tmp_path):
     """The runner's sweep (every DDP rank fine-tunes the same lrs in the same order; rank 0 records)."""
-    from vitrepro.tasks.sweep import completed_learning_rates, sweep_in_lockstep
+    from vitrepro.experiments.sweep import completed_learning_rates, sweep_in_lockstep
 
     storage = f"sqlite:///{tmp_path}/sub/s.db"
     objective, calls = peaked(0.01)

@@ -303,7 +303,7 @@ def _data_and_model(args, extra: list[str], command: str) -> tuple[dict[str, Any
     ``data.dataset`` is read as ``auto`` (the kind the folder holds), so a CIFAR-trained checkpoint can be
     looked at on one's own ImageFolder tree. Raises ``ValueError`` for another override."""
     from .data import ImageClassificationDataModule
-    from .experiments.sections import allowed_keys
+    from .experiments.config_sections import allowed_keys
 
     data_keys = allowed_keys(ImageClassificationDataModule)
     data, model = {}, {}
@@ -395,11 +395,13 @@ def cmd_figures(args) -> int:
 
 def cmd_models(args) -> int:
     """Registered models whose name matches ``pattern`` case-insensitively (a glob, or a part of the name),
-    with their parameter counts (built on the ``meta`` device: no memory, no initialization)."""
+    with their parameter counts and forward GFLOPs of one image at their default resolution (``cost.py``;
+    built on the ``meta`` device: no memory, no initialization)."""
     import fnmatch
 
     import torch
 
+    from .cost import forward_flops
     from .models import create_model, list_models, model_defaults, model_family
 
     pattern = args.pattern.lower()
@@ -410,9 +412,11 @@ def cmd_models(args) -> int:
         raise ValueError(f"models: no registered model matches {args.pattern!r}; `vitrepro models` lists them all")
     for name in names:
         with torch.device("meta"):
-            params = sum(p.numel() for p in create_model(name).parameters())
+            model = create_model(name)
+        params = sum(p.numel() for p in model.parameters())
         fields = "  ".join(f"{k} {v}" for k, v in model_defaults(name).items() if k != "num_classes")
-        print(f"{name:14s} {model_family(name):7s} {params / 1e6:8.2f}M params  {fields}")
+        print(f"{name:14s} {model_family(name):7s} {params / 1e6:8.2f}M params  {forward_flops(model) / 1e9:8.2f} "
+              f"GFLOPs  {fields}")
     return 0
 
 

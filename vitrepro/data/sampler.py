@@ -12,7 +12,7 @@ exactly the batches, and the augmentations, that the uninterrupted run would hav
   depends on (seed, epoch, index) alone and the global generator (dropout, masking) is untouched by
   data loading, whatever the number of workers.
 
-The runner's ``ResumeState`` callback (``vitrepro.experiments.training``) records the epoch and the
+The runner's ``ResumeState`` callback (``vitrepro.experiments.trainer``) records the epoch and the
 batches done in every checkpoint and calls ``resume_at`` when a run restarts from one.
 """
 from __future__ import annotations

@@ -5,7 +5,7 @@ records does not import torch."""
 from .._lazy import lazy_exports
 
 _EXPORTS = {"Experiment": "experiment", "ExperimentError": "experiment", "RunSpec": "experiment",
-            "describe_runs": "experiment", "validate_run_config": "spec", "EvalConfig": "sections",
+            "describe_runs": "experiment", "validate_run_config": "spec", "EvalConfig": "config_sections",
             "RunPlan": "plan", "build_plan": "plan",
             "execute_run": "runner", "run_experiment": "runner", "PROTOCOLS": "protocols", "Protocol": "protocols",
             "RunContext": "protocols", "Outcome": "protocols", "register_protocol": "protocols",

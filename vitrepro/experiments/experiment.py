@@ -46,8 +46,10 @@ NOT_IN_ID = {"data": ("root", "download", "num_workers", "cache_in_memory", "eva
 @dataclass
 class RunSpec:
     """One expanded run: the experiment, the scale, the grid cell, the complete resolved config, the task
-    (a protocol name) and ``data_ids``: the content fingerprint of each data set it reads, by config key
-    (``data``, ``finetune.data``), filled in when the data is opened (``vitrepro.cli``)."""
+    (a protocol name), the command-line ``overrides``, the typed ``sections`` built by the validation
+    (``spec.validate``: ``OptimConfig``, ``EvalConfig``, ...; what the protocols use) and ``data_ids``: the
+    content fingerprint of each data set it reads, by config key (``data``, ``finetune.data``), filled in
+    when the plan opens the data (``plan.py``)."""
 
     experiment: str
     scale: str
@@ -56,6 +58,7 @@ class RunSpec:
     task: str = "pretrain"
     data_ids: dict[str, str] = field(default_factory=dict)
     overrides: dict[str, Any] = field(default_factory=dict)
+    sections: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     _frozen: tuple[str, str] | None = field(default=None, repr=False, compare=False)
 
     def freeze(self) -> "RunSpec":
@@ -245,7 +248,7 @@ class Experiment:
         """The runs of ``scale`` (default ``default_scale``): base <- scale overrides <- grid cell <-
         command-line ``overrides``, for the grid cells ``cells`` (0-based, each once; None: all). Only those
         are validated (``spec.validate_run_config``); raises ``ExperimentError`` naming where."""
-        from .spec import TASKS, validate_run_config  # the typed validation imports torch and Lightning
+        from .spec import TASKS, validate  # the typed validation imports torch and Lightning
 
         if self.task not in TASKS:
             raise ExperimentError(f"{self.path}: key 'task': {self.task!r} is not one of {', '.join(TASKS)}")
@@ -278,11 +281,11 @@ class Experiment:
             cfg = self._apply(cfg, overrides or {}, "command line")
             where = f"scale {scale}, grid[{i}]" if len(grid) > 1 else f"scale {scale}"
             try:
-                cfg = validate_run_config(cfg, where, self.task)
+                cfg, typed = validate(cfg, where, self.task)
             except ExperimentError as e:
                 raise ExperimentError(f"{self.path}: {e}") from None
             runs.append(RunSpec(self.name, scale, {k.split(".")[-1]: v for k, v in cell.items()}, cfg, self.task,
-                                overrides=dict(overrides or {})))
+                                overrides=dict(overrides or {}), sections=typed))
         return runs
 
     def _apply(self, cfg: dict, overrides: dict, where: str) -> dict:

@@ -207,7 +207,7 @@ def _open_data(runs, exp, strict: bool = True) -> None:
     ``init.checkpoint`` or one of another architecture is an ``ExperimentError`` naming the key. Each
     run's ``data_ids`` gets the fingerprints (its run id names the data by content, not by path).
     ``strict=False`` (a dry run): nothing is refused and an unreadable data set is named by its root."""
-    from .stages import init_checkpoint, pretrained_model
+    from .finetune_stage import init_checkpoint, pretrained_model
 
     opened: dict[str, _DataFacts | Exception] = {}
     checked: set[str] = set()
@@ -262,7 +262,7 @@ def _open_data(runs, exp, strict: bool = True) -> None:
 def _check_memory(run, data: _DataFacts, refuse) -> None:
     """Refuse a model or batch whose memory lower bound (``compute.training_memory_lower_bound``, per
     process) exceeds what this machine has, before anything is allocated."""
-    from ..compute import available_memory, training_memory_lower_bound
+    from ..cost import available_memory, training_memory_lower_bound
 
     cfg = run.config
     trainer = cfg["trainer"]

@@ -1,7 +1,7 @@
 """Protocols: what one run does, looked up by the experiment's ``task`` (as big_vision looks up evaluators
 by name and timm models), so the runner never switches on a task.
 
-A ``Protocol`` names the run-config sections it requires and those it accepts (``sections.py`` has the
+A ``Protocol`` names the run-config sections it requires and those it accepts (``config_sections.py`` has the
 class that validates each; ``model``, ``trainer`` and ``seed`` are common to all) and has a
 ``run(ctx) -> Outcome`` that trains and/or evaluates and returns the metrics (None on ranks other than
 global rank 0). The runner turns an outcome into the run's record.
@@ -28,12 +28,13 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from ..data import ImageClassificationDataModule
 from ..evaluation import FewShotCallback, evaluate_fewshot, extract_features
-from ..compute import forward_flops, training_flops
+from ..cost import forward_flops, training_flops
 from ..models import create_model
-from ..tasks import ClassificationTask, MaskedPatchPredictionTask, MPPConfig, OptimConfig
-from ..tasks.speed import speed_callback
-from .stages import finetune_stage, init_checkpoint, model_factory, pretrained_model
-from .training import CheckpointConfig, SaveOnInterrupt, build_trainer, find_resume_checkpoint, LAST
+from ..tasks import ClassificationTask, MaskedPatchPredictionTask
+from .config_sections import EvalConfig
+from .speed import speed_callback
+from .finetune_stage import finetune_stage, init_checkpoint, model_factory, pretrained_model
+from .trainer import CheckpointConfig, SaveOnInterrupt, build_trainer, find_resume_checkpoint, LAST
 
 if TYPE_CHECKING:
     from .spec import RunSpec
@@ -55,6 +56,11 @@ class RunContext:
     @property
     def cfg(self) -> dict[str, Any]:
         return self.run.config
+
+    @property
+    def sections(self) -> dict[str, Any]:
+        """The typed sections the validation built (``RunSpec.sections``)."""
+        return self.run.sections
 
 
 @dataclass
@@ -109,14 +115,14 @@ def write_run_config(run: "RunSpec", run_dir: Path, command: str) -> None:
          "config": run.config}, sort_keys=False))
 
 
-def evaluate(model: torch.nn.Module, dm: ImageClassificationDataModule, eval_cfg: dict, top1: bool = True) -> dict:
+def evaluate(model: torch.nn.Module, dm: ImageClassificationDataModule, eval_cfg: EvalConfig, top1: bool = True) -> dict:
     """Few-shot linear accuracies of ``model``'s pre-logits and, with ``top1``, the test top-1 of its own
     head (torchmetrics), in one pass over the test set; fractions rounded to 5 digits."""
-    feats, labels, *logits = extract_features(model, dm.test_set, batch_size=eval_cfg["batch_size"], with_logits=top1)
+    feats, labels, *logits = extract_features(model, dm.test_set, batch_size=eval_cfg.batch_size, with_logits=top1)
     out = {"top1": TMF.accuracy(logits[0], labels, task="multiclass", num_classes=dm.num_classes).item()} if top1 else {}
     out.update(evaluate_fewshot(model, dm.fewshot_pool(), dm.fewshot_pool_labels(), feats, labels, dm.num_classes,
-                                shots=eval_cfg["shots"], seeds=eval_cfg["seeds"], l2_reg=eval_cfg["l2_reg"],
-                                batch_size=eval_cfg["batch_size"]))
+                                shots=eval_cfg.shots, seeds=eval_cfg.seeds, l2_reg=eval_cfg.l2_reg,
+                                batch_size=eval_cfg.batch_size))
     return {k: round(v, 5) for k, v in out.items()}
 
 
@@ -128,14 +134,14 @@ def _train_from_scratch(ctx: RunContext, mpp: bool) -> Outcome | None:
     fields = dict(cfg["model"])
     model = create_model(fields.pop("name"), num_classes=0 if mpp else dm.num_classes,
                          img_size=cfg["data"]["img_size"], **fields)
-    task = (MaskedPatchPredictionTask(model, MPPConfig(**{**cfg["mpp"], "probs": tuple(cfg["mpp"]["probs"])}))
-            if mpp else ClassificationTask(model, dm.num_classes, OptimConfig(**cfg["optim"])))
+    task = (MaskedPatchPredictionTask(model, ctx.sections["mpp"]) if mpp
+            else ClassificationTask(model, dm.num_classes, ctx.sections["optim"]))
     found = find_resume_checkpoint(ctx.run_dir, ctx.log, set_aside=is_global_zero())
     ckpt, step = found if found else (None, None)
     extra = [SaveOnInterrupt(ctx.run_dir / "checkpoints" / LAST), speed_callback(cfg)]
     if "fewshot_callback" in cfg:
         extra.append(FewShotCallback(**cfg["fewshot_callback"]))
-    trainer, state = build_trainer(cfg["trainer"], ctx.run_dir, dm, CheckpointConfig(**cfg.get("checkpoint", {})),
+    trainer, state = build_trainer(cfg["trainer"], ctx.run_dir, dm, ctx.sections.get("checkpoint") or CheckpointConfig(),
                                    step, extra, tensorboard=ctx.tensorboard)
     if trainer.is_global_zero:
         write_run_config(ctx.run, ctx.run_dir, ctx.command)
@@ -152,7 +158,8 @@ def _train_from_scratch(ctx: RunContext, mpp: bool) -> Outcome | None:
     pretrain_wall = time.time() - t0
     ft = {}
     if "finetune" in cfg:  # every rank: the fine-tuning fits are distributed like the pre-training
-        ft = finetune_stage(model_factory(model, cfg, model.num_classes), cfg, ctx.run_dir, ctx.run.run_id,
+        ft = finetune_stage(model_factory(model, cfg, model.num_classes), cfg, ctx.sections["finetune"], ctx.run_dir,
+                            ctx.run.run_id,
                             is_writer=trainer.is_global_zero,
                             log=ctx.log if trainer.is_global_zero else (lambda m: None))
     if not trainer.is_global_zero:
@@ -165,7 +172,7 @@ def _train_from_scratch(ctx: RunContext, mpp: bool) -> Outcome | None:
                "images_seen": seen, "pretrain_flops": training_flops(fwd, seen),
                "pretrain_petaflops": round(training_flops(fwd, seen) / 1e15, 4),
                "images_per_s": round(seen / seconds, 1) if seconds > 0 else None,
-               **evaluate(task.model, dm, cfg["eval"], top1=not mpp), **ft}
+               **evaluate(task.model, dm, ctx.sections["eval"], top1=not mpp), **ft}
     if ft:
         metrics["pretrain_wall_s"] = round(pretrain_wall + state.earlier_seconds(), 1)
     return Outcome(metrics, dm.describe(), trainer.world_size, str(trainer.precision), state.earlier_seconds(),
@@ -192,7 +199,8 @@ def finetune(ctx: RunContext) -> Outcome | None:
     init_checkpoint(cfg)  # a missing checkpoint fails here, before any training
     if is_global_zero():
         write_run_config(ctx.run, ctx.run_dir, ctx.command)
-    ft = finetune_stage(make, cfg, ctx.run_dir, ctx.run.run_id, is_writer=is_global_zero(), log=ctx.log)
+    ft = finetune_stage(make, cfg, ctx.sections["finetune"], ctx.run_dir, ctx.run.run_id, is_writer=is_global_zero(),
+                        log=ctx.log)
     if not is_global_zero():
         return None
     ws = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
@@ -200,7 +208,7 @@ def finetune(ctx: RunContext) -> Outcome | None:
     target.setup()
     model = make(target.num_classes, target.img_size)  # the checkpoint, probed before fine-tuning
     metrics = {"params": sum(p.numel() for p in model.parameters()), "init": str(init_checkpoint(cfg)),
-               **evaluate(model, target, cfg["eval"], top1=False), **ft}
+               **evaluate(model, target, ctx.sections["eval"], top1=False), **ft}
     return Outcome(metrics, target.describe(), ws, str(cfg["trainer"].get("precision", "32-true")))
 
 
@@ -215,7 +223,7 @@ def fewshot(ctx: RunContext) -> Outcome | None:
     dm.setup()
     model = pretrained_model(cfg, dm.num_classes, cfg["data"]["img_size"])
     metrics = {"params": sum(p.numel() for p in model.parameters()), "init": str(init_checkpoint(cfg)),
-               **evaluate(model, dm, cfg["eval"], top1=False)}
+               **evaluate(model, dm, ctx.sections["eval"], top1=False)}
     return Outcome(metrics, dm.describe())
 
 

@@ -110,13 +110,6 @@ def write_table(exp_dir: Path) -> Path:
     return exp_dir / "runs.csv"
 
 
-def finished_runs(runs_csv: Path) -> pd.DataFrame:
-    """The rows of ``runs.csv`` whose status is ``finished`` (tables and figures are drawn from these
-    alone; a table without a status column is taken as all finished)."""
-    df = pd.read_csv(runs_csv, keep_default_na=False, na_values=[""])
-    return df[df["status"] == "finished"].reset_index(drop=True) if "status" in df else df
-
-
 def find_runs(exp_dir: Path, label: str, scale: str | None = None) -> list[Path]:
     """The finished runs of ``exp_dir`` named ``label``: a whole run id, or its cell label (the run id less
     its 8-digit hash: ``R50x1-1000`` finds ``R50x1-1000-ffb16ae2``), of ``scale`` when given."""
@@ -132,4 +125,4 @@ def find_runs(exp_dir: Path, label: str, scale: str | None = None) -> list[Path]
 
 
 __all__ = ["RECORD", "STATUSES", "LEAD_COLUMNS", "write_record", "read_record", "flatten",
-           "collect", "write_table", "finished_runs", "find_runs"]
+           "collect", "write_table", "find_runs"]

@@ -55,7 +55,7 @@ from .records import read_record, write_record, write_table
 from ..report import write_experiment_report
 from .experiment import RunSpec
 from .plan import RunPlan
-from .training import NonFiniteLossError, find_resume_checkpoint
+from .trainer import NonFiniteLossError, find_resume_checkpoint
 
 
 def hardware_description() -> str:

@@ -4,7 +4,7 @@ A run config has the sections ``model`` (``name`` plus any architecture field, c
 registry), ``data`` (``ImageClassificationDataModule``), ``optim`` (``OptimConfig``), ``trainer`` (keyword
 arguments of ``lightning.Trainer``), ``eval`` (``EvalConfig``), ``seed``, and optionally ``init``
 (``InitConfig``), ``finetune`` (``FinetuneSection``), ``fewshot_callback``, ``checkpoint`` and ``speed``;
-which a run takes is its protocol's (``protocols.py``), the class of each is in ``sections.py``. All
+which a run takes is its protocol's (``protocols.py``), the class of each is in ``config_sections.py``. All
 sections but ``model`` are validated in one jsonargparse pass over those classes' signatures.
 
 Every error is an ``ExperimentError`` whose message is one line naming the file, the key and the
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import Any
 
 import lightning as L
 from jsonargparse import ArgumentParser
@@ -23,7 +24,7 @@ from ..models import model_config
 from ..tasks import FinetuneConfig, MPPConfig, OptimConfig
 from .experiment import ExperimentError, one_line as _one_line
 from .protocols import PROTOCOLS
-from .sections import (CALLBACK_SKIP, FINETUNE_FIELDS, FINETUNE_KEYS, RUNNER_OWNED_TRAINER_KEYS, SECTION_CLASSES,
+from .config_sections import (CALLBACK_SKIP, FINETUNE_FIELDS, FINETUNE_KEYS, RUNNER_OWNED_TRAINER_KEYS, SECTION_CLASSES,
                        CheckpointConfig, EvalConfig, FewShotCallback, allowed_keys)
 
 TASKS = tuple(PROTOCOLS)
@@ -114,10 +115,14 @@ def _refuse_class_paths(value, where: str, key: str = "") -> None:
             _refuse_class_paths(v, where, f"{key}[{i}]")
 
 
-def validate_run_config(cfg: dict, where: str, task: str = "pretrain") -> dict:
-    """Check one complete run config of ``task``; return it with defaults filled for data, eval and optim
-    (mpp for the mpp task), and for init/finetune/fewshot_callback when present: a config without them
-    resolves, and hashes, as before they existed.
+def validate(cfg: dict, where: str, task: str = "pretrain") -> tuple[dict, dict[str, Any]]:
+    """Check one complete run config of ``task``; return ``(resolved, typed)``: the config with defaults
+    filled for data, eval and optim (mpp for the mpp task), and for init/finetune/fewshot_callback when
+    present (a config without them resolves, and hashes, as before they existed); and the typed section
+    objects built in this one pass, by section: ``optim`` (``OptimConfig``), ``mpp`` (``MPPConfig``),
+    ``eval`` (``EvalConfig``), ``checkpoint`` (``CheckpointConfig``), ``finetune`` (``FinetuneConfig``, at the
+    default resolution: the stage sets the target's), those the run has. The protocols use these; they
+    build no config again.
 
     Raises ``ExperimentError("<where>: ...")`` for an unknown section or key, a wrong type or value, a
     model the registry cannot build, a trainer argument ``lightning.Trainer`` does not take, or a section
@@ -190,11 +195,15 @@ def validate_run_config(cfg: dict, where: str, task: str = "pretrain") -> dict:
         msg = _one_line(e).replace("finetune_data.", "finetune.data.").replace("finetune_trainer.", "finetune.trainer.")
         raise ExperimentError(f"{where}: {msg}") from None
     out = {k: parsed[k].as_dict() for k in ("data", "optim", "eval") if k in present}
+    typed: dict[str, Any] = {}
     for key, cls in (("optim", OptimConfig), ("mpp", MPPConfig), ("checkpoint", CheckpointConfig),
                      ("eval", EvalConfig)):
         if key in present:
+            values = parsed[key].as_dict()
+            if key == "mpp":
+                values["probs"] = tuple(values["probs"])
             try:
-                cls(**parsed[key].as_dict())
+                typed[key] = cls(**values)
             except ValueError as e:
                 raise ExperimentError(f"{where}: key '{key}': {_one_line(e)}") from None
     resolved = {"model": dict(cfg.get("model") or {}), **out, "trainer": trainer, "seed": seed}
@@ -207,7 +216,7 @@ def validate_run_config(cfg: dict, where: str, task: str = "pretrain") -> dict:
     if "finetune" in cfg:
         ft = parsed["finetune"].as_dict()
         try:
-            FinetuneConfig(**{k: ft[k] for k in FINETUNE_FIELDS})
+            typed["finetune"] = FinetuneConfig(**{k: ft[k] for k in FINETUNE_FIELDS})
         except ValueError as e:
             raise ExperimentError(f"{where}: key 'finetune': {_one_line(e)}") from None
         if ft["lrs"] is not None and not (ft["lrs"] and all(lr > 0 for lr in ft["lrs"])):
@@ -218,7 +227,12 @@ def validate_run_config(cfg: dict, where: str, task: str = "pretrain") -> dict:
         ft["data"] = {k: target[k] for k in data_overrides}  # only the overrides, resolved
         ft["trainer"] = ft_extra.get("trainer", {})
         resolved["finetune"] = ft
-    return resolved
+    return resolved, typed
 
 
-__all__ = ["ExperimentError", "TASKS", "validate_run_config"]
+def validate_run_config(cfg: dict, where: str, task: str = "pretrain") -> dict:
+    """The resolved config of ``validate`` (see there)."""
+    return validate(cfg, where, task)[0]
+
+
+__all__ = ["ExperimentError", "TASKS", "validate", "validate_run_config"]

@@ -2,7 +2,7 @@
 
 ``pos_emb``: Table 8 (Appendix D.4), the position-embedding ablation.
 ``data_size``: Figures 3 and 4 (Sec. 4.3), transfer accuracy versus pre-training data size.
-``compute``: Figure 5 and Table 6 (Sec. 4.4), transfer accuracy versus pre-training compute.
+``compute_transfer``: Figure 5 and Table 6 (Sec. 4.4), transfer accuracy versus pre-training compute.
 ``few_shot``: few-shot linear accuracy versus shots (Sec. 4.1, App. B.2).
 ``inspection``: the inspection figures of Sec. 4.5 (Figures 6, 7), ``vitrepro analyze``.
 ``figures``: every report and figure redrawn from results, ``vitrepro figures``.
@@ -29,7 +29,7 @@ class ReportKind(NamedTuple):
 REPORT_KINDS: dict[str, ReportKind] = {
     "pos_emb_table8": ReportKind("pos_emb", ("posemb", "posemb_placement")),
     "data_size_scaling": ReportKind("data_size", ("train_size",)),
-    "compute_transfer": ReportKind("compute"),
+    "compute_transfer": ReportKind("compute_transfer"),
     "few_shot_curves": ReportKind("few_shot"),
 }
 

@@ -12,7 +12,7 @@ wall time):
   depth, the trained model beside a randomly initialized one of the same architecture;
 - ``rollout``: Figure 6, attention rollout maps of the class token over test images.
 
-The measures are ``vitrepro.analysis``; models of the uniform API (ViT and hybrids: ours, converted timm
+The measures are ``vitrepro.evaluation.inspection_measures``; models of the uniform API (ViT and hybrids: ours, converted timm
 weights, a Google ``.npz``).
 """
 from __future__ import annotations
@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import analysis
+from ..data.transforms import denormalize
+from ..evaluation import inspection_measures as measures
 from ..atomic import save_figure, write_text
 
 KINDS = ("filters", "posemb", "distance", "rollout")
@@ -145,11 +146,11 @@ def measure(kind: str, subjects: list[Subject], images: int = 8, data: dict[str,
         raise ValueError(f"analyze {kind}: takes one run or checkpoint, got {len(subjects)} (only posemb takes several)")
     meta: dict[str, Any] = {"kind": kind, "labels": [s.label for s in subjects]}
     if kind == "filters":
-        return {"components": analysis.embedding_filters_pca(subjects[0].model, 28).numpy()}, meta
+        return {"components": measures.embedding_filters_pca(subjects[0].model, 28).numpy()}, meta
     if kind == "posemb":
         arrays = {}
         for i, s in enumerate(subjects):
-            for name, sim in analysis.posemb_similarity(s.model).items():
+            for name, sim in measures.posemb_similarity(s.model).items():
                 arrays[f"s{i}_{name}"] = sim.numpy()
         if not arrays:
             raise ValueError("analyze posemb: none of the models has a position-embedding table (none, relative)")
@@ -160,11 +161,11 @@ def measure(kind: str, subjects: list[Subject], images: int = 8, data: dict[str,
     meta.update(images=len(x), img_size=int(x.shape[-1]), patch_px=pixel_patch(s.model))
     grid = s.model.cfg.grid_size
     if kind == "rollout":
-        maps = analysis.rollout_map(attentions_of(s.model, x), grid)
-        pixels = ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        maps = measures.rollout_map(attentions_of(s.model, x), grid)
+        pixels = denormalize(x).permute(0, 2, 3, 1)
         return {"images": pixels.numpy(), "maps": maps.numpy()}, meta
-    trained = analysis.mean_attention_distance(attentions_of(s.model, x), grid, meta["patch_px"])
-    rand = analysis.mean_attention_distance(attentions_of(random_twin(s.model), x), grid, meta["patch_px"])
+    trained = measures.mean_attention_distance(attentions_of(s.model, x), grid, meta["patch_px"])
+    rand = measures.mean_attention_distance(attentions_of(random_twin(s.model), x), grid, meta["patch_px"])
     return {"trained": trained.numpy(), "random": rand.numpy()}, meta
 
 

@@ -24,21 +24,30 @@ def load_scale(runs_csv: Path, scale: str, columns: tuple[str, ...] = ("scale",)
 
 
 def one_configuration(runs: pd.DataFrame, where: Path | str = "runs.csv") -> pd.DataFrame:
-    """The rows of one configuration: a report averages its cells over seeds, so runs whose command line
-    changed anything else (``variant``, e.g. ``trainer.max_steps=3``) are not replicates of the others. Keeps
-    the experiment file's own configuration (variant "") when present, else the variant with the most rows;
-    prints one line naming what it left out. Rows of before the ``variant`` column count as variant ""."""
-    if "variant" not in runs.columns:
+    """The rows a report may average: in each grid cell (runs whose run ids share the cell label), the
+    runs of one configuration. Runs whose command line changed anything but the seed (``variant``, e.g.
+    ``trainer.max_steps=3``) are not replicates of the others; where a cell holds several variants, the
+    experiment file's own (variant "") is kept if present, else the most frequent, and one line names what
+    was left out. Rows of before the ``variant`` column count as variant ""."""
+    if "variant" not in runs.columns or "run_id" not in runs.columns:
         return runs
     variant = runs["variant"].astype(object).fillna("").astype(str)
-    kinds = variant.value_counts()
-    if len(kinds) < 2:
-        return runs
-    keep = "" if "" in kinds.index else kinds.index[0]
-    left = {v: int(n) for v, n in kinds.items() if v != keep}
-    print(f"note: {where}: the report shows the runs of {'the experiment file' if keep == '' else repr(keep)}; left "
-          f"out, as not replicates of those: " + "; ".join(f"{n} run(s) with {v or 'no override'}" for v, n in left.items()))
-    return runs[variant == keep]
+    cell = runs["run_id"].astype(str).str.rsplit("-", n=1).str[0]
+    keep = pd.Series(True, index=runs.index)
+    left: dict[str, int] = {}
+    for _, rows in variant.groupby(cell):
+        kinds = rows.value_counts()
+        if len(kinds) < 2:
+            continue
+        chosen = "" if "" in kinds.index else kinds.index[0]
+        keep[rows.index[rows != chosen]] = False
+        for v, n in kinds.items():
+            if v != chosen:
+                left[v] = left.get(v, 0) + int(n)
+    if left:
+        print(f"note: {where}: left out of the report, as not replicates of the other runs of their cell: "
+              + "; ".join(f"{n} run(s) with {v or 'no override'}" for v, n in left.items()))
+    return runs[keep]
 
 
 def source_name(runs_csv: Path | str) -> str:

@@ -12,7 +12,7 @@ Protocol (Sec. 3.2 "Fine-tuning and higher resolution", Sec. 4.1, App. B.1.1, vi
 - SGD with momentum 0.9, no weight decay, batch 512, linear warmup (500 steps in the code) then cosine
   decay, stepped every optimizer step; gradient clipping at global norm 1 (a Trainer option:
   ``Trainer(gradient_clip_val=1.0, gradient_clip_algorithm="norm")``, see ``FinetuneConfig.trainer_kwargs``);
-- learning rate and steps from the Table 4 sweep (``vitrepro.tasks.sweep``), picked on a held-out dev split.
+- learning rate and steps from the Table 4 sweep (``vitrepro.experiments.sweep``), picked on a held-out dev split.
 
 ``load_pretrained`` (in ``vitrepro.models.checkpoint``, re-exported here) reads every checkpoint kind the
 suite meets: a Lightning checkpoint written by our

@@ -1,7 +1,7 @@
 """Figure 5 and Table 6 (Sec. 4.4) of Dosovitskiy et al. 2021: transfer accuracy versus pre-training compute.
 
 Reads the ``runs.csv`` of ``experiments/compute_transfer.yaml`` (one row per model x budget; accuracies as
-fractions; ``pretrain_flops`` = 3 x forward FLOPs x images seen, ``vitrepro.compute``) and writes, per scale,
+fractions; ``pretrain_flops`` = 3 x forward FLOPs x images seen, ``vitrepro.cost``) and writes, per scale,
 
 - ``compute_<scale>.md``: one row per run (family, model, steps, GFLOPs a forward pass, pre-training
   petaFLOPs, wall time and images/s, 5-shot linear, fine-tuned top-1), then the comparison the paper makes:

@@ -59,15 +59,6 @@ def training_flops(forward: float, images: float) -> float:
     return 3.0 * float(forward) * float(images)
 
 
-def model_forward_flops(name: str, img_size: int | None = None, **fields) -> float:
-    """``forward_flops`` of the registered model ``name`` built on the ``meta`` device (any size, at once)."""
-    from .models import create_model
-
-    with torch.device("meta"):
-        model = create_model(name, **fields)
-    return forward_flops(model, img_size)
-
-
 def training_memory_lower_bound(name: str, num_classes: int, img_size: int, batch: int, train: bool = True,
                                 **fields) -> tuple[int, int]:
     """``(bytes, parameters)``: a lower bound of the memory one process needs to train (``train``) or run
@@ -104,5 +95,5 @@ def available_memory(accelerator: str = "cpu") -> tuple[int, str]:
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "host memory"
 
 
-__all__ = ["JFT_IMAGES", "EXA", "forward_flops", "training_flops", "model_forward_flops",
+__all__ = ["JFT_IMAGES", "EXA", "forward_flops", "training_flops",
            "training_memory_lower_bound", "available_memory"]

@@ -16,8 +16,8 @@ from typing import Any
 from ..data import ImageClassificationDataModule
 from ..evaluation.fewshot_callback import FewShotCallback
 from ..tasks import FinetuneConfig, MPPConfig, OptimConfig
-from ..tasks.speed import SpeedConfig
-from .training import CheckpointConfig
+from .speed import SpeedConfig
+from .trainer import CheckpointConfig
 
 
 @dataclass

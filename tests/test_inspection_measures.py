@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from vitrepro.analysis import (attention_rollout, embedding_filters_pca, mean_attention_distance, posemb_similarity,
+from vitrepro.evaluation.inspection_measures import (attention_rollout, embedding_filters_pca, mean_attention_distance, posemb_similarity,
                                rollout_map)
 from vitrepro.models import create_model
 

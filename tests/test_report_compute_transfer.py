@@ -4,7 +4,7 @@ import math
 import pandas as pd
 import pytest
 
-from vitrepro.report import compute
+from vitrepro.report import compute_transfer as compute
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 

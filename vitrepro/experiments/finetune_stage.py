@@ -24,10 +24,10 @@ from ..models import create_model
 from ..models.checkpoint import resolve_weights
 from ..rundir import RunDir
 from ..tasks import FinetuneConfig, FinetuneTask, load_pretrained
-from ..tasks.speed import speed_callback
-from ..tasks.sweep import sweep_in_lockstep
-from .sections import FINETUNE_FIELDS, FINETUNE_TRAINER_CARRY
-from .training import interactive
+from .speed import speed_callback
+from .sweep import sweep_in_lockstep
+from .config_sections import FINETUNE_TRAINER_CARRY
+from .trainer import interactive
 
 
 def init_checkpoint(cfg: dict[str, Any]) -> Path | None:
@@ -80,21 +80,23 @@ def finetune_trainer_kwargs(cfg: dict[str, Any], ft: dict[str, Any], config: Fin
     return kw
 
 
-def finetune_stage(make: Callable[[int, int], nn.Module], cfg: dict[str, Any], run_dir: Path, study_name: str,
-                   is_writer: bool, log: Callable[[str], None] = print) -> dict[str, Any]:
+def finetune_stage(make: Callable[[int, int], nn.Module], cfg: dict[str, Any], config: FinetuneConfig, run_dir: Path,
+                   study_name: str, is_writer: bool, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Fine-tune as App. B.1.1 and return the row's ``ft_*`` entries: ``ft_dataset``, ``ft_img_size``,
     ``ft_steps``, ``ft_lr`` (picked), ``ft_dev_top1`` (its dev score, when swept), ``ft_sweep`` (lr: dev
     top-1 for each), ``ft_dev_images`` (how many dev images picked it), ``ft_train_images``, ``ft_top1``
     (test top-1 of the final fine-tune, a fraction) and
     ``ft_wall_s``.
 
-    ``make(num_classes, img_size)`` builds the starting network. Logs go to ``run_dir/finetune/``.
+    ``make(num_classes, img_size)`` builds the starting network; ``config``: the run's typed ``finetune``
+    section (``RunSpec.sections``); ``cfg``: the resolved run config (data, trainer, seed). Logs go to
+    ``run_dir/finetune/``.
     Raises ``ValueError`` when the target data set has no dev split to sweep on (``val_fraction`` 0).
     """
     ft = cfg["finetune"]
     data = {**cfg["data"], **ft["data"]}
     t0 = time.time()
-    base = FinetuneConfig(**{k: ft[k] for k in FINETUNE_FIELDS}, img_size=data["img_size"])
+    base = dataclasses.replace(config, img_size=data["img_size"])  # the validated section, at the target's resolution
 
     def fit(lr: float, dm: ImageClassificationDataModule, name: str) -> tuple[FinetuneTask, L.Trainer]:
         L.seed_everything(cfg["seed"], workers=True, verbose=False)
