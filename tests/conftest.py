@@ -1,7 +1,9 @@
 """Fixtures shared by the test modules: data sets written once per session, the environment kept clean."""
+import os
 from pathlib import Path
 
 import pytest
+import torch
 
 import pandas as pd
 
@@ -9,6 +11,8 @@ from vitrepro.cli import main
 from vitrepro.data.shapes import write_shapes_imagefolder
 
 ROOT = Path(__file__).resolve().parents[1]
+if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n N: N processes share the cores, one thread each
+    torch.set_num_threads(1)
 CIFAR_JPEG = ROOT.parent / "shared" / "data" / "cifar10-jpeg"
 
 

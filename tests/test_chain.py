@@ -83,6 +83,7 @@ def test_a_missing_upstream_run_names_the_command_that_trains_it(tmp_path, capsy
     assert "is not <experiment name>/<run id or cell label>" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a fine-tuning run and a probe after a training run
 def test_the_chain_runs_from_a_trained_run_to_its_probe(pretrained_run, tmp_path):
     """A downstream experiment starts from the upstream run it names, in the same results folder."""
     raw = yaml.safe_load((EXP / "few_shot.yaml").read_text())

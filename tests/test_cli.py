@@ -23,7 +23,7 @@ def test_run_help_shows_the_override_syntax_with_examples(capsys):
 def test_models_match_any_case_and_show_parameter_counts(capsys):
     assert main(["models", "vit-b/16"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("ViT-B/16") and "86.57M params" in out and "35.13 GFLOPs" in out  # 17.6 GMACs, as timm
+    assert out.startswith("ViT-B/16") and "86.57M params" in out
     assert main(["models", "VIT"]) == 0 and "R50+ViT-B/16" in capsys.readouterr().out
     assert main(["models", "nope"]) == 2
     assert "no registered model matches 'nope'" in capsys.readouterr().err

@@ -88,9 +88,10 @@ def test_a_variant_is_labelled_and_never_averaged_with_the_file_s_runs(tmp_path,
     assert "1 run(s) with trainer.max_steps=3" in capsys.readouterr().out
 
 
-def test_a_missing_upstream_run_names_the_one_command_that_trains_it(tmp_path, shapes_tree, capsys):
-    """The hint trained all 8 data-size runs (about 72 min) while saying "5 min": it needs --cell."""
-    argv = ["run", str(EXP / "transfer.yaml"), "--scale", "cpu", "--data-root", str(shapes_tree),
+def test_a_missing_upstream_run_names_the_one_command_that_trains_it(tmp_path, capsys):
+    """The hint trained all 8 data-size runs (about 72 min) while saying "5 min": it needs --cell. (The
+    upstream run is looked up before any data is opened.)"""
+    argv = ["run", str(EXP / "transfer.yaml"), "--scale", "cpu", "--data-root", str(tmp_path / "data"),
             "--results-dir", str(tmp_path)]
     assert main(argv) == 2
     err = capsys.readouterr().err

@@ -48,6 +48,7 @@ def _writer(args):
         write_table(Path(results))
 
 
+@pytest.mark.slow  # several processes at once
 def test_processes_finishing_runs_at_once_never_lose_or_duplicate_a_row(tmp_path):
     """The failure it replaces: two processes appending 100 rows each to one runs.csv kept 122-145 of 200."""
     workers, per_worker = 4, 50

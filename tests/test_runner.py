@@ -70,6 +70,7 @@ def test_smoke_writes_rows_table_and_per_run_files(cells, tmp_path):
         assert (run_dir / name).exists(), name
 
 
+@pytest.mark.slow  # two training runs, one interrupted
 def test_interrupted_experiment_resumes_without_loss_or_duplicates(tmp_path, monkeypatch):
     """Ctrl-C in the third run; the same command again skips two, resumes the third from its checkpoint."""
     original = ClassificationTask.training_step

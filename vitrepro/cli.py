@@ -395,13 +395,11 @@ def cmd_figures(args) -> int:
 
 def cmd_models(args) -> int:
     """Registered models whose name matches ``pattern`` case-insensitively (a glob, or a part of the name),
-    with their parameter counts and forward GFLOPs of one image at their default resolution (``cost.py``;
-    built on the ``meta`` device: no memory, no initialization)."""
+    with their parameter counts (built on the ``meta`` device: no memory, no initialization)."""
     import fnmatch
 
     import torch
 
-    from .cost import forward_flops
     from .models import create_model, list_models, model_defaults, model_family
 
     pattern = args.pattern.lower()
@@ -412,11 +410,9 @@ def cmd_models(args) -> int:
         raise ValueError(f"models: no registered model matches {args.pattern!r}; `vitrepro models` lists them all")
     for name in names:
         with torch.device("meta"):
-            model = create_model(name)
-        params = sum(p.numel() for p in model.parameters())
+            params = sum(p.numel() for p in create_model(name).parameters())
         fields = "  ".join(f"{k} {v}" for k, v in model_defaults(name).items() if k != "num_classes")
-        print(f"{name:14s} {model_family(name):7s} {params / 1e6:8.2f}M params  {forward_flops(model) / 1e9:8.2f} "
-              f"GFLOPs  {fields}")
+        print(f"{name:14s} {model_family(name):7s} {params / 1e6:8.2f}M params  {fields}")
     return 0
 
 
