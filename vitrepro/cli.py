@@ -29,10 +29,9 @@ from typing import Any
 
 import yaml
 
-DATA_ROOT_ENV = "VITREPRO_DATA"
-RESULTS_ENV = "VITREPRO_RESULTS"
+from .environment import DATA_ROOT_ENV, RESULTS_ENV
+
 DEFAULT_RESULTS = "results/scratch"  # git-ignored: a quick run never touches the committed results
-DATA_ROOT_PLACEHOLDER = "${VITREPRO_DATA}"
 TOP_LEVEL_OVERRIDES = ("--seed",)  # run-config entries outside a section
 
 
@@ -195,7 +194,12 @@ def plan_of(args, extra: list[str]):
     from .experiments.plan import PlanRequest, build_plan
 
     return build_plan(PlanRequest(args.config, Path(args.results_dir), args.scale, tuple(args.cell or ()) or None,
-                                  parse_overrides(extra), args.data_root, args.download, args.dry_run))
+                                  parse_overrides(extra), _data_root(args), args.download, args.dry_run))
+
+
+def _data_root(args) -> str | None:
+    """``--data-root``, else ``$VITREPRO_DATA``, else None (the run config's own)."""
+    return args.data_root or os.environ.get(DATA_ROOT_ENV) or None
 
 
 def cmd_run(args, extra: list[str], argv: list[str]) -> int:
@@ -316,7 +320,7 @@ def _data_and_model(args, extra: list[str], command: str) -> tuple[dict[str, Any
         else:
             raise ValueError(f"{command}: unrecognized override --{key}: allowed are --model.<field>=<value> and "
                              f"--data.<key>=<value> with key one of {', '.join(data_keys)}")
-    root = args.data_root or os.environ.get(DATA_ROOT_ENV)
+    root = _data_root(args)
     if root and "root" not in data:
         data["root"] = root
         data.setdefault("dataset", "auto")

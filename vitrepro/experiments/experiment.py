@@ -37,6 +37,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 #: named by its kind and content fingerprint instead), workers, progress bars and logging, the checkpoint
 #: interval (a resumed run ends as the uninterrupted one), evaluation batch sizes, the sweep's storage,
 #: and the devices (``data.batch_size`` is the batch over all of them, so 1 GPU or 8 train the same run).
+#: Sections that never change a run's result (checkpoint interval, the probe during training, speed options).
+SECTIONS_NOT_IN_ID = ("checkpoint", "fewshot_callback", "speed")
 NOT_IN_ID = {"data": ("root", "download", "num_workers", "cache_in_memory", "eval_batch_size"),
              "trainer": ("enable_progress_bar", "enable_model_summary", "log_every_n_steps", "accelerator",
                          "devices", "num_nodes", "strategy"),
@@ -79,8 +81,7 @@ class RunSpec:
         parts = []
         for key, value in self.overrides.items():
             section, _, name = key.partition(".")
-            if key == "seed" or name in NOT_IN_ID.get(section, ()) or section in ("checkpoint", "fewshot_callback",
-                                                                                   "speed"):
+            if key == "seed" or name in NOT_IN_ID.get(section, ()) or section in SECTIONS_NOT_IN_ID:
                 continue
             text = ",".join(map(str, value)) if isinstance(value, list) else value
             parts.append(f"{key}={text}")
@@ -101,7 +102,7 @@ class RunSpec:
         cfg = copy.deepcopy(self.config)
         if not with_seed:
             cfg.pop("seed", None)
-        for key in ("checkpoint", "fewshot_callback", "speed"):
+        for key in SECTIONS_NOT_IN_ID:
             cfg.pop(key, None)
         for section, keys in NOT_IN_ID.items():
             for k in keys:

@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..environment import DATA_ROOT_ENV
+from ..rundir import RunDir
 from .experiment import Experiment, ExperimentError, RunSpec, cell_label
 from .records import find_runs, read_record
-from ..rundir import RunDir
-
-DATA_ROOT_ENV = "VITREPRO_DATA"
 
 
 @dataclass(frozen=True)
@@ -34,7 +33,7 @@ class PlanRequest:
     scale: str | None = None
     cells: tuple[int, ...] | None = None
     overrides: dict[str, Any] | None = None
-    data_root: str | None = None
+    data_root: str | None = None  # --data-root or $VITREPRO_DATA, as the command line resolved it
     download: bool = False
     dry_run: bool = False
 
@@ -79,13 +78,12 @@ def _get(cfg: dict, path: tuple[str, ...]):
 
 
 def _resolve_roots_and_placeholders(runs, req, exp) -> None:
-    """Apply --data-root / $VITREPRO_DATA and --download, then fill every other ``${NAME}`` placeholder of
-    ``ENV_ENTRIES`` from the environment; refuse a run that still has one (a dry run shows them)."""
-    
-    root = req.data_root or os.environ.get(DATA_ROOT_ENV)
+    """Apply the data root (``--data-root`` / ``$VITREPRO_DATA``) and ``--download``, then fill every other
+    ``${NAME}`` placeholder of ``ENV_ENTRIES`` from the environment; refuse a run that still has one (a dry
+    run shows them)."""
     for r in runs:
-        if root:
-            r.config["data"]["root"] = root
+        if req.data_root:
+            r.config["data"]["root"] = req.data_root
         if req.download:
             r.config["data"]["download"] = True
         for path in ENV_ENTRIES:
@@ -207,7 +205,7 @@ def _open_data(runs, exp, strict: bool = True) -> None:
     ``init.checkpoint`` or one of another architecture is an ``ExperimentError`` naming the key. Each
     run's ``data_ids`` gets the fingerprints (its run id names the data by content, not by path).
     ``strict=False`` (a dry run): nothing is refused and an unreadable data set is named by its root."""
-    from .finetune_stage import init_checkpoint, pretrained_model
+    from .finetune_stage import pretrained_model
 
     opened: dict[str, _DataFacts | Exception] = {}
     checked: set[str] = set()
@@ -253,8 +251,7 @@ def _open_data(runs, exp, strict: bool = True) -> None:
         if strict and (r.config.get("init") or {}).get("checkpoint") and ckpt_key not in checked:
             checked.add(ckpt_key)  # the file exists and fits the model (loaded once, on CPU)
             try:
-                init_checkpoint(r.config)
-                pretrained_model(r.config, own.num_classes, own.img_size)
+                pretrained_model(r.config, own.num_classes, own.img_size)  # resolves init.checkpoint itself
             except (ValueError, FileNotFoundError) as e:
                 refuse("init.checkpoint", e)
 
@@ -321,4 +318,4 @@ def _check_devices(runs, exp) -> None:
                                   f"{world} devices and must divide by {world}")
 
 
-__all__ = ["PlanRequest", "RunPlan", "build_plan", "DATA_ROOT_ENV", "reference_results"]
+__all__ = ["PlanRequest", "RunPlan", "build_plan", "reference_results"]

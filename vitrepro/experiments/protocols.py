@@ -34,7 +34,8 @@ from ..tasks import ClassificationTask, MaskedPatchPredictionTask
 from .config_sections import EvalConfig
 from .speed import speed_callback
 from .finetune_stage import finetune_stage, init_checkpoint, model_factory, pretrained_model
-from .trainer import CheckpointConfig, SaveOnInterrupt, build_trainer, find_resume_checkpoint, LAST
+from ..rundir import RunDir
+from .trainer import CheckpointConfig, SaveOnInterrupt, build_trainer, find_resume_checkpoint
 
 if TYPE_CHECKING:
     from .spec import RunSpec
@@ -110,7 +111,7 @@ def is_global_zero() -> bool:
 
 def write_run_config(run: "RunSpec", run_dir: Path, command: str) -> None:
     """``run_dir/config.yaml``: the run id, task, command, scale, cell and the resolved config."""
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(
+    RunDir(run_dir).config_file.write_text(yaml.safe_dump(
         {"run_id": run.run_id, "task": run.task, "command": command, "scale": run.scale, "cell": run.cell,
          "config": run.config}, sort_keys=False))
 
@@ -138,7 +139,7 @@ def _train_from_scratch(ctx: RunContext, mpp: bool) -> Outcome | None:
             else ClassificationTask(model, dm.num_classes, ctx.sections["optim"]))
     found = find_resume_checkpoint(ctx.run_dir, ctx.log, set_aside=is_global_zero())
     ckpt, step = found if found else (None, None)
-    extra = [SaveOnInterrupt(ctx.run_dir / "checkpoints" / LAST), speed_callback(cfg)]
+    extra = [SaveOnInterrupt(RunDir(ctx.run_dir).last), speed_callback(cfg)]
     if "fewshot_callback" in cfg:
         extra.append(FewShotCallback(**cfg["fewshot_callback"]))
     trainer, state = build_trainer(cfg["trainer"], ctx.run_dir, dm, ctx.sections.get("checkpoint") or CheckpointConfig(),
@@ -153,7 +154,7 @@ def _train_from_scratch(ctx: RunContext, mpp: bool) -> Outcome | None:
     except BaseException as e:
         state.finish("interrupted" if isinstance(e, (KeyboardInterrupt, SystemExit)) else "failed")
         raise
-    trainer.save_checkpoint(ctx.run_dir / "checkpoints" / LAST)  # the final weights, whatever the interval
+    trainer.save_checkpoint(RunDir(ctx.run_dir).last)  # the final weights, whatever the interval
     state.finish("finished")
     pretrain_wall = time.time() - t0
     ft = {}

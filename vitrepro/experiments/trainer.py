@@ -46,8 +46,8 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ..atomic import replace_into, write_text
+from ..rundir import RunDir
 
-LAST = "last.ckpt"
 EPOCH_END = "epoch-end"  # checkpoints/epoch-end.ckpt
 ATTEMPTS = "attempts.json"
 
@@ -406,7 +406,8 @@ def find_resume_checkpoint(run_dir: Path, warn: Callable[[str], None] = print,
     end of training), ``checkpoints/epoch-end.ckpt`` or a SLURM ``hpc_ckpt_<n>.ckpt``. A truncated,
     unreadable or non-finite one is renamed ``<name>.corrupt`` (with ``set_aside``: global rank 0 only) and
     ``warn`` says so, naming the file; the next is tried. None when none is left (a fresh start)."""
-    candidates = [run_dir / "checkpoints" / LAST, run_dir / "checkpoints" / f"{EPOCH_END}.ckpt",
+    folder = RunDir(run_dir)
+    candidates = [folder.last, folder.checkpoints / f"{EPOCH_END}.ckpt",
                   *run_dir.glob("hpc_ckpt_*.ckpt")]
     for path in sorted((p for p in candidates if p.is_file()), key=lambda p: p.stat().st_mtime, reverse=True):
         step, problem = _check_checkpoint(path)
@@ -439,7 +440,7 @@ def build_trainer(trainer_kwargs: dict[str, Any], run_dir: Path, datamodule, che
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*exists and is not empty.*")
         trainer = L.Trainer(default_root_dir=run_dir, logger=loggers, plugins=plugins,
-                            callbacks=[*checkpoint.callbacks(run_dir / "checkpoints"), state, RequeueAtBatchEnd(),
+                            callbacks=[*checkpoint.callbacks(RunDir(run_dir).checkpoints), state, RequeueAtBatchEnd(),
                                        StopOnNonFiniteLoss(), SayWhatStopsTraining(),
                                        LearningRateMonitor(logging_interval="step"), *extra_callbacks],
                             **kwargs)
@@ -455,4 +456,4 @@ def interactive() -> bool:
 
 __all__ = ["AtomicCheckpointIO", "RequeueAtBatchEnd", "SayWhatStopsTraining", "CheckpointConfig", "NonFiniteLossError",
            "StopOnNonFiniteLoss", "ResumableCSVLogger", "ResumeState",
-           "find_resume_checkpoint", "SaveOnInterrupt", "interactive", "build_trainer", "LAST", "ATTEMPTS"]
+           "find_resume_checkpoint", "SaveOnInterrupt", "interactive", "build_trainer", "ATTEMPTS"]

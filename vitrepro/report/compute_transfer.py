@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import save_figure, write_text
-from .runs import load_scale, source_name, split_failed
+from .runs import failed_runs_markdown, load_scale, source_name, split_failed
 
 FAMILIES = ("ViT", "BiT", "hybrid")
 MEASURES = {"fewshot_5": "5-shot linear", "ft_top1": "fine-tuned top-1"}
@@ -197,9 +197,7 @@ def write_report(runs_csv: Path, paper_csv: Path | None, out_dir: Path, scale: s
     out_dir.mkdir(parents=True, exist_ok=True)
     md, png = out_dir / f"compute_{scale}.md", out_dir / f"compute_{scale}.png"
     text = compute_markdown(runs, scale, runs_csv) if len(runs) else f"# Compute vs transfer, scale `{scale}`\n\nNo finished run.\n"
-    if len(failed):
-        text += "\n## Failed runs (retried from scratch by the same command)\n\n" + "\n".join(
-            f"- `{r.run_id}` ({r.model}): {r.error}" for r in failed.itertuples()) + "\n"
+    text += failed_runs_markdown(failed, lambda r: r.model)
     write_text(md, text)
     if not len(runs):
         return [md]

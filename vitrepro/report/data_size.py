@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..atomic import save_figure, write_text
-from .runs import load_scale, source_name, split_failed
+from .runs import failed_runs_markdown, load_scale, source_name, split_failed
 
 MEASURES = {"fewshot_5": "5-shot linear", "fewshot_25": "25-shot linear", "top1": "pre-training top-1",
             "ft_top1": "fine-tuned top-1"}
@@ -151,9 +151,7 @@ def write_report(runs_csv: Path, paper_csv: Path | None, out_dir: Path, scale: s
     out_dir.mkdir(parents=True, exist_ok=True)
     md, png = out_dir / f"data_size_{scale}.md", out_dir / f"data_size_{scale}.png"
     text = scaling_markdown(runs, scale, runs_csv) if len(runs) else f"# Data-size scaling, scale `{scale}`\n\nNo finished run.\n"
-    if len(failed):  # shown as failed, never as numbers
-        text += "\n## Failed runs (retried from scratch by the same command)\n\n" + "\n".join(
-            f"- `{r.run_id}` ({r.model}, {int(r.train_size)} images): {r.error}" for r in failed.itertuples()) + "\n"
+    text += failed_runs_markdown(failed, lambda r: f"{r.model}, {int(r.train_size)} images")
     write_text(md, text)
     if not len(runs):
         return [md]

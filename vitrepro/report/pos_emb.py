@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..atomic import save_figure, write_text
-from .runs import one_configuration, source_name
+from .runs import failed_runs_markdown, one_configuration, source_name
 
 __all__ = [
     "POSEMB_ORDER",
@@ -445,9 +445,7 @@ def write_report(runs_csv: Path, paper_csv: Path, out_dir: Path, scale: str) -> 
             runs[col] = math.nan
     summary = summarize(runs, metric=metric)
     md = table8_markdown(summary, paper, metric=metric, caption=describe_runs(runs, scale), failed=failed)
-    if len(failed):
-        md += "\n### Failed runs (retried from scratch by the same command)\n\n" + "\n".join(
-            f"- `{r.run_id}` ({r.posemb}, {r.posemb_placement}): {r.error}" for r in failed.itertuples()) + "\n"
+    md += failed_runs_markdown(failed, lambda r: f"{r.posemb}, {r.posemb_placement}", level="###")
     md = f"# Table 8 reproduction, scale `{scale}`\n\nSource runs: `{source_name(runs_csv)}` (in the results folder)\n\n" + md
 
     out_dir = Path(out_dir)

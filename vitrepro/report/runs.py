@@ -56,10 +56,20 @@ def source_name(runs_csv: Path | str) -> str:
     return f"{Path(runs_csv).parent.name}/{Path(runs_csv).name}"
 
 
+def failed_runs_markdown(failed: pd.DataFrame, what, level: str = "##") -> str:
+    """The report's section of failed runs ("" for none): one line per run, ``what(row)`` naming its cell,
+    and its error; never numbers. How the same command retries each is the runner's failure policy."""
+    if not len(failed):
+        return ""
+    return (f"\n{level} Failed runs (the same command retries them: a diverged run from scratch, any other from "
+            f"its newest good checkpoint)\n\n" + "\n".join(f"- `{r.run_id}` ({what(r)}): {r.error}"
+                                                           for r in failed.itertuples()) + "\n")
+
+
 def split_failed(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(finished, failed)`` rows (a table without a status column: all finished)."""
     status = runs["status"] if "status" in runs.columns else pd.Series("finished", index=runs.index)
     return runs[status == "finished"].reset_index(drop=True), runs[status == "failed"].reset_index(drop=True)
 
 
-__all__ = ["load_scale", "one_configuration", "source_name", "split_failed"]
+__all__ = ["failed_runs_markdown", "load_scale", "one_configuration", "source_name", "split_failed"]
