@@ -149,6 +149,9 @@ KILL_ARGS = ["--cell", "4", "--trainer.max_steps=20", "--trainer.max_epochs=3", 
              "--checkpoint.every_minutes=null", "--trainer.log_every_n_steps=1"]
 EVERY_2_STEPS = ["--checkpoint.every_n_steps=2"]
 DDP_2 = ["--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp"]
+#: the from-scratch recipe: its state (EMA weights, the mixing draws, RandAugment, stochastic depth) resumes too
+RECIPE = ["--data.randaugment=2", "--mixing.mixup_alpha=0.8", "--mixing.cutmix_alpha=1.0", "--ema.decay=0.8",
+          "--model.drop_path_rate=0.1"]
 
 
 def _start(results: Path, env=None, *extra) -> subprocess.Popen:
@@ -183,13 +186,14 @@ def _final(results: Path) -> tuple[dict, dict, list]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("policy, min_step", [(EVERY_2_STEPS, 7), (["--checkpoint.every_n_steps=null"], 12),
-                                              (EVERY_2_STEPS + DDP_2, 5)],
-                         ids=["mid-epoch-every-2-steps", "epoch-end-only", "ddp-mid-epoch"])
+                                              (EVERY_2_STEPS + DDP_2, 5), (EVERY_2_STEPS + RECIPE, 7)],
+                         ids=["mid-epoch-every-2-steps", "epoch-end-only", "ddp-mid-epoch", "recipe-mid-epoch"])
 def test_kill_9_then_rerun_ends_as_the_uninterrupted_run(policy, min_step, tmp_path):
     """ViT-C/4 with dropout, 20 steps over two 12-batch epochs; SIGKILL once a checkpoint at step >=
     ``min_step`` exists (every 2 steps: mid-epoch 0; epoch ends only: during epoch 1, resuming from the
     epoch-end checkpoint; under DDP on two processes, rank 0 killed mid-epoch, rank 1 stopping on its
-    own); the same command again resumes there and ends with bit-identical weights, metrics and step log
+    own; with the whole from-scratch recipe on, its EMA weights and seeded draws); the same command again
+    resumes there and ends with bit-identical weights, metrics and step log
     (under DDP each rank's metric sums and generators are restored, not rank 0's); wall_s sums both
     attempts."""
     whole, cut = tmp_path / "whole" / "r", tmp_path / "cut" / "r"

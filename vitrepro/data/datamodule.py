@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .sampler import ResumableSampler, SeededItems, _rank_world
 from .sources import DATASETS, DataSource, resolve_source
-from .transforms import build_transform
+from .transforms import build_transform, randaugment as build_randaugment
 
 __all__ = [
     "DEFAULT_VAL_FRACTION",
@@ -189,6 +189,11 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
             ``"device"``: the images held on the Trainer's device as uint8 and batches gathered and
             augmented there (:mod:`vitrepro.data.device`: the same presets, order, normalization, splits
             and subsets; for data sets of one image size that fit in device memory, e.g. CIFAR).
+        randaugment: RandAugment operations per training image after the preset (Cubuk et al. 2020, as
+            DeiT; ``torchvision.transforms.v2.RandAugment``); 0 (default, the paper): none.
+            ``randaugment_magnitude``: the bin 0..30 of each operation's range; ``randaugment_ops``: the
+            operations drawn from (None: all of ``vitrepro.data.transforms.RANDAUGMENT_OPS``). Seeded per
+            item like the preset. On the device path it runs on the device in per-op groups.
 
     Attributes (after construction): ``source`` (:class:`~vitrepro.data.sources.DataSource`),
     ``classes`` (names in label order), ``num_classes``. After :meth:`setup`: ``train_set``,
@@ -223,6 +228,9 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
         seed: int = 0,
         cache_in_memory: bool | None = None,
         loader: str = "cpu",
+        randaugment: int = 0,
+        randaugment_magnitude: int = 9,
+        randaugment_ops: list[str] | None = None,
     ) -> None:
         super().__init__()
         if dataset not in DATASETS:
@@ -254,8 +262,9 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
         self.cache_in_memory = (dataset in _IN_MEMORY) if cache_in_memory is None else bool(cache_in_memory)
         if loader == "device":
             self.cache_in_memory = True
-        # Build the pipelines now so that a bad preset / size fails at construction.
-        self.train_transform = build_transform(train_augment, self.img_size, train=True)
+        # Build the pipelines now so that a bad preset / size / RandAugment fails at construction.
+        self.randaugment = build_randaugment(randaugment, randaugment_magnitude, randaugment_ops)
+        self.train_transform = build_transform(train_augment, self.img_size, train=True, augment=self.randaugment)
         self.eval_transform = build_transform(train_augment, self.img_size, train=False)
 
         self.classes: list[str] = list(self.source.classes)
@@ -382,7 +391,8 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
         sampler = self._train_order(len(dataset), batch_size) if train else None
-        return DeviceLoader(dataset, batch_size, DeviceAugment(self.train_augment, self.img_size, train), device,
+        return DeviceLoader(dataset, batch_size, DeviceAugment(self.train_augment, self.img_size, train,
+                                                                 self.randaugment), device,
                             sampler=sampler, drop_last=train and len(dataset) >= batch_size, seed=self.seed)
 
     def resume_at(self, epoch: int, batches: int) -> None:

@@ -77,15 +77,32 @@ def resized_crops(x: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tens
     return roi_align(x, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
 
 
+#: RandAugment on the device: images per group drawing one set of operations (torchvision's RandAugment
+#: draws once per call; a batch is cut into groups of this size, each drawing its own).
+RANDAUGMENT_GROUP = 8
+
+
+def randaugment_groups(x: torch.Tensor, augment, generator: torch.Generator, group: int = RANDAUGMENT_GROUP) -> torch.Tensor:
+    """``augment`` (a ``vitrepro.data.transforms.RandAugment``) on uint8 (B, 3, H, W) in groups of ``group``
+    images, each group its own draw of operations and magnitudes signs, seeded from ``generator`` (torch's
+    CPU generator is forked, so the global random state is untouched). Same shape and dtype."""
+    seed = int(torch.randint(0, 2**62, (), device=generator.device, generator=generator))
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        return torch.cat([augment(chunk) for chunk in x.split(group)])
+
+
 class DeviceAugment:
     """A training preset of ``vitrepro.data.transforms`` on a batch: uint8 (B, 3, H, W) on any device ->
     float32 (B, 3, size, size) in [-1, 1]. ``train=False``: the evaluation pipeline (plain resize).
+    ``randaugment``: a ``vitrepro.data.transforms.RandAugment`` after the crop and flip, on the device in
+    groups of ``RANDAUGMENT_GROUP`` images (``randaugment_groups``).
     Raises ``ValueError`` for an unknown preset (naming the allowed ones)."""
 
-    def __init__(self, preset: str, size: int, train: bool = True):
+    def __init__(self, preset: str, size: int, train: bool = True, randaugment=None):
         if preset not in PRESETS:
             raise ValueError(f"unknown train_augment preset {preset!r}; allowed values: {', '.join(PRESETS)}")
-        self.preset, self.size, self.train = preset, int(size), train
+        self.preset, self.size, self.train, self.randaugment = preset, int(size), train, randaugment
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         x = x.float()
@@ -108,6 +125,8 @@ class DeviceAugment:
             x = padded.gather(3, cols.expand(b, x.shape[1], s, s))
         flip = torch.rand(b, device=x.device, generator=generator) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        if self.randaugment is not None:
+            x = randaugment_groups(x.round().clamp(0, 255).to(torch.uint8), self.randaugment, generator)
         return normalize(x)
 
 
@@ -152,4 +171,4 @@ class DeviceLoader:
             yield self.augment(self.images[idx], gen), self.labels[idx]
 
 
-__all__ = ["DeviceAugment", "DeviceLoader", "inception_crop_params", "resized_crops"]
+__all__ = ["DeviceAugment", "DeviceLoader", "randaugment_groups", "RANDAUGMENT_GROUP", "inception_crop_params", "resized_crops"]

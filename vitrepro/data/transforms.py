@@ -20,7 +20,10 @@ __all__ = [
     "PIXEL_MEAN",
     "PIXEL_STD",
     "PRESETS",
+    "RANDAUGMENT_OPS",
     "Normalize127",
+    "RandAugment",
+    "randaugment",
     "build_transform",
     "denormalize",
     "normalize",
@@ -83,13 +86,51 @@ class Normalize127(torch.nn.Module):
         return f"mean={PIXEL_MEAN}, std={PIXEL_STD}"
 
 
+#: The operations RandAugment draws from (Cubuk et al. 2020; ``torchvision.transforms.v2.RandAugment``).
+RANDAUGMENT_OPS = tuple(v2.RandAugment._AUGMENTATION_SPACE)
+#: Magnitudes are bins 0..30 of each operation's range (torchvision's ``num_magnitude_bins=31``; timm's
+#: ``rand-m9`` is bin 9 of 0..10 on a coarser scale: DeiT's m9 is about 27 here).
+RANDAUGMENT_BINS = 31
+
+
+class RandAugment(v2.RandAugment):
+    """``torchvision.transforms.v2.RandAugment`` drawing from ``ops`` only (all of ``RANDAUGMENT_OPS`` by
+    default): on a uint8 image ``(3, H, W)`` or a batch ``(B, 3, H, W)`` (one draw for the whole batch)."""
+
+    def __init__(self, num_ops: int, magnitude: int, ops: list[str] | tuple[str, ...] | None = None):
+        super().__init__(num_ops=num_ops, magnitude=magnitude, num_magnitude_bins=RANDAUGMENT_BINS)
+        if ops is not None:
+            self._AUGMENTATION_SPACE = {k: v for k, v in v2.RandAugment._AUGMENTATION_SPACE.items() if k in ops}
+
+
+def randaugment(num_ops: int, magnitude: int, ops: list[str] | None = None) -> RandAugment | None:
+    """The RandAugment of a data section (``data.randaugment``, ``randaugment_magnitude``,
+    ``randaugment_ops``), None when ``num_ops`` is 0 (the paper: no RandAugment).
+
+    Raises:
+        ValueError: ``num_ops`` not an integer >= 0, ``magnitude`` outside 0..30, an empty ``ops`` or an
+            operation not in ``RANDAUGMENT_OPS`` (each message names the allowed values).
+    """
+    if isinstance(num_ops, bool) or not isinstance(num_ops, int) or num_ops < 0:
+        raise ValueError(f"randaugment={num_ops!r} is not allowed: expected the operations per image, an integer >= 0")
+    if isinstance(magnitude, bool) or not isinstance(magnitude, int) or not 0 <= magnitude < RANDAUGMENT_BINS:
+        raise ValueError(f"randaugment_magnitude={magnitude!r} is not allowed: expected an integer in "
+                         f"0..{RANDAUGMENT_BINS - 1}")
+    if ops is not None:
+        unknown = [op for op in ops if op not in RANDAUGMENT_OPS]
+        if unknown or not ops:
+            raise ValueError(f"randaugment_ops: {unknown[0] if unknown else '[]'!r} is not allowed: expected a "
+                             f"non-empty list of {', '.join(RANDAUGMENT_OPS)}")
+    return RandAugment(num_ops, magnitude, ops) if num_ops else None
+
+
 def _resize(img_size: int) -> v2.Resize:
     # Square (aspect-squashing) bilinear resize with antialiasing, like tf.image.resize in vit_jax.
     # A no-op when the image already has that size (torchvision returns the input unchanged).
     return v2.Resize((img_size, img_size), interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
 
 
-def build_transform(name: str, img_size: int, train: bool) -> v2.Compose:
+def build_transform(name: str, img_size: int, train: bool, augment: RandAugment | None = None) -> v2.Compose:
     """Build a preprocessing pipeline by preset name.
 
     Args:
@@ -106,6 +147,8 @@ def build_transform(name: str, img_size: int, train: bool) -> v2.Compose:
             fine-tuning as in the paper).
         train: if False the preset name is validated but ignored and the evaluation pipeline is
             returned: plain resize to ``img_size x img_size``, no centre crop (official vit_jax).
+        augment: a ``RandAugment`` (:func:`randaugment`) applied after the preset's crop and flip, on
+            the uint8 image, in training only (DeiT's order).
 
     Returns:
         A ``torchvision.transforms.v2.Compose`` mapping a PIL image (any mode/size) or a uint8
@@ -143,5 +186,7 @@ def build_transform(name: str, img_size: int, train: bool) -> v2.Compose:
         ]
     elif name == "flip":
         ops += [_resize(img_size), v2.RandomHorizontalFlip()]
+    if train and augment is not None:
+        ops.append(augment)
     ops.append(Normalize127())
     return v2.Compose(ops)

@@ -2,7 +2,8 @@
 
 ``data``: ``ImageClassificationDataModule``; ``optim``: ``OptimConfig``; ``mpp``: ``MPPConfig``; ``eval``:
 ``EvalConfig``; ``init``: ``InitConfig``; ``finetune``: ``FinetuneConfig`` fields + ``FinetuneSection``;
-``fewshot_callback``: ``FewShotCallback``; ``checkpoint``: ``CheckpointConfig``; ``speed``: ``SpeedConfig``
+``fewshot_callback``: ``FewShotCallback``; ``checkpoint``: ``CheckpointConfig``; ``mixing``: ``MixConfig`` and
+``ema``: ``EMAConfig`` (the from-scratch recipe beyond the paper's, ``tasks/recipe.py``); ``speed``: ``SpeedConfig``
 (bf16, compile, fused optimizer, channels-last; not part of the run id); ``trainer``:
 ``lightning.Trainer`` (less the arguments the runner owns). Which sections a run takes is its protocol's
 (``protocols.py``).
@@ -16,6 +17,7 @@ from typing import Any
 from ..data import ImageClassificationDataModule
 from ..evaluation.fewshot_callback import FewShotCallback
 from ..tasks import FinetuneConfig, MPPConfig, OptimConfig
+from ..tasks.recipe import EMAConfig, MixConfig
 from .speed import SpeedConfig
 from .trainer import CheckpointConfig
 
@@ -96,7 +98,8 @@ CALLBACK_SKIP = {"datamodule"}  # FewShotCallback arguments the runner sets
 
 #: Section name -> the class whose signature validates it (``finetune`` is handled apart: two classes).
 SECTION_CLASSES = {"data": ImageClassificationDataModule, "optim": OptimConfig, "eval": EvalConfig,
-                   "init": InitConfig, "mpp": MPPConfig, "checkpoint": CheckpointConfig, "speed": SpeedConfig}
+                   "init": InitConfig, "mpp": MPPConfig, "checkpoint": CheckpointConfig, "speed": SpeedConfig,
+                   "mixing": MixConfig, "ema": EMAConfig}
 
 
 def allowed_keys(cls) -> list[str]:

@@ -44,6 +44,9 @@ NOT_IN_ID = {"data": ("root", "download", "num_workers", "cache_in_memory", "eva
                          "devices", "num_nodes", "strategy"),
              "eval": ("batch_size",)}
 
+#: The data keys of RandAugment: in a run's identity only when it is on (runs from before it keep their ids).
+RANDAUGMENT_KEYS = ("randaugment", "randaugment_magnitude", "randaugment_ops")
+
 
 @dataclass
 class RunSpec:
@@ -95,7 +98,8 @@ class RunSpec:
 
     def identity(self, with_seed: bool = True) -> dict[str, Any]:
         """What determines the run's result: the config less ``NOT_IN_ID`` and the ``checkpoint``,
-        ``fewshot_callback`` and ``speed`` sections (``data.loader`` only when not the default ``cpu``);
+        ``fewshot_callback`` and ``speed`` sections (``data.loader`` only when not the default ``cpu``, the
+        ``RANDAUGMENT_KEYS`` only with ``data.randaugment`` > 0);
         each data root replaced by the data set's fingerprint (its spelling when the data could not be opened, e.g. in a dry run without it); ``init.checkpoint`` by its last
         path component (a run directory's name is its run id; ``init.run`` is resolved to one by the command
         line, and stands for itself until then)."""
@@ -110,6 +114,9 @@ class RunSpec:
         for data in (cfg["data"], (cfg.get("finetune") or {}).get("data") or {}):
             if data.get("loader") == "cpu":  # the default input path, as before the key existed
                 data.pop("loader")
+            if not data.get("randaugment"):  # no RandAugment, as before the keys existed
+                for k in RANDAUGMENT_KEYS:
+                    data.pop(k, None)
         cfg["data"]["copy"] = self.data_ids.get("data") or f"root:{self.config['data'].get('root')}"
         ft = cfg.get("finetune")
         if ft:

@@ -7,8 +7,9 @@ class that validates each; ``model``, ``trainer`` and ``seed`` are common to all
 global rank 0). The runner turns an outcome into the run's record.
 
 Registered here:
-  pretrain  train from scratch (the paper's recipe, ``optim``), test top-1 and few-shot linear accuracy
-            (``eval``); with a ``finetune`` section, fine-tune the trained network (Table 4 sweep);
+  pretrain  train from scratch (the paper's recipe, ``optim``; ``mixing`` and ``ema`` add DeiT's), test top-1
+            and few-shot linear accuracy (``eval``); with a ``finetune`` section, fine-tune the trained
+            network (Table 4 sweep);
   mpp       the same, self-supervised by masked patch prediction (Sec. 4.6; ``mpp`` replaces ``optim``);
   finetune  load ``init.checkpoint``, probe it (few-shot), fine-tune it (``finetune``);
   fewshot   load ``init.checkpoint``; few-shot linear accuracy (``eval``).
@@ -136,12 +137,14 @@ def _train_from_scratch(ctx: RunContext, mpp: bool) -> Outcome | None:
     model = create_model(fields.pop("name"), num_classes=0 if mpp else dm.num_classes,
                          img_size=cfg["data"]["img_size"], **fields)
     task = (MaskedPatchPredictionTask(model, ctx.sections["mpp"]) if mpp
-            else ClassificationTask(model, dm.num_classes, ctx.sections["optim"]))
+            else ClassificationTask(model, dm.num_classes, ctx.sections["optim"], ctx.sections.get("mixing"), cfg["seed"]))
     found = find_resume_checkpoint(ctx.run_dir, ctx.log, set_aside=is_global_zero())
     ckpt, step = found if found else (None, None)
     extra = [SaveOnInterrupt(RunDir(ctx.run_dir).last), speed_callback(cfg)]
     if "fewshot_callback" in cfg:
         extra.append(FewShotCallback(**cfg["fewshot_callback"]))
+    if "ema" in ctx.sections:  # the averaged weights are validated, checkpointed and the run's final weights
+        extra.append(ctx.sections["ema"].callback())
     trainer, state = build_trainer(cfg["trainer"], ctx.run_dir, dm, ctx.sections.get("checkpoint") or CheckpointConfig(),
                                    step, extra, tensorboard=ctx.tensorboard)
     if trainer.is_global_zero:
@@ -180,13 +183,15 @@ def _train_from_scratch(ctx: RunContext, mpp: bool) -> Outcome | None:
                    resumed=ckpt is not None)
 
 
-@register_protocol("pretrain", required=("data", "optim", "eval"), optional=("checkpoint", "finetune", "fewshot_callback", "speed"),
+@register_protocol("pretrain", required=("data", "optim", "eval"),
+                   optional=("checkpoint", "finetune", "fewshot_callback", "speed", "mixing", "ema"),
                    description="train from scratch; test top-1 and few-shot; optionally fine-tune")
 def pretrain(ctx: RunContext) -> Outcome | None:
     return _train_from_scratch(ctx, mpp=False)
 
 
-@register_protocol("mpp", required=("data", "mpp", "eval"), optional=("checkpoint", "finetune", "fewshot_callback", "speed"),
+@register_protocol("mpp", required=("data", "mpp", "eval"),
+                   optional=("checkpoint", "finetune", "fewshot_callback", "speed", "ema"),
                    description="masked patch prediction pre-training (Sec. 4.6); few-shot; optionally fine-tune")
 def mpp(ctx: RunContext) -> Outcome | None:
     return _train_from_scratch(ctx, mpp=True)

@@ -22,6 +22,7 @@ from jsonargparse import ArgumentParser
 from ..data import ImageClassificationDataModule
 from ..models import model_config
 from ..tasks import FinetuneConfig, MPPConfig, OptimConfig
+from ..tasks.recipe import EMAConfig, MixConfig
 from .experiment import ExperimentError, one_line as _one_line
 from .protocols import PROTOCOLS
 from .config_sections import (CALLBACK_SKIP, FINETUNE_FIELDS, FINETUNE_KEYS, RUNNER_OWNED_TRAINER_KEYS, SECTION_CLASSES,
@@ -120,7 +121,8 @@ def validate(cfg: dict, where: str, task: str = "pretrain") -> tuple[dict, dict[
     filled for data, eval and optim (mpp for the mpp task), and for init/finetune/fewshot_callback when
     present (a config without them resolves, and hashes, as before they existed); and the typed section
     objects built in this one pass, by section: ``optim`` (``OptimConfig``), ``mpp`` (``MPPConfig``),
-    ``eval`` (``EvalConfig``), ``checkpoint`` (``CheckpointConfig``), ``finetune`` (``FinetuneConfig``, at the
+    ``eval`` (``EvalConfig``), ``checkpoint`` (``CheckpointConfig``), ``mixing`` (``MixConfig``), ``ema``
+    (``EMAConfig``), ``finetune`` (``FinetuneConfig``, at the
     default resolution: the stage sets the target's), those the run has. The protocols use these; they
     build no config again.
 
@@ -197,7 +199,7 @@ def validate(cfg: dict, where: str, task: str = "pretrain") -> tuple[dict, dict[
     out = {k: parsed[k].as_dict() for k in ("data", "optim", "eval") if k in present}
     typed: dict[str, Any] = {}
     for key, cls in (("optim", OptimConfig), ("mpp", MPPConfig), ("checkpoint", CheckpointConfig),
-                     ("eval", EvalConfig)):
+                     ("eval", EvalConfig), ("mixing", MixConfig), ("ema", EMAConfig)):
         if key in present:
             values = parsed[key].as_dict()
             if key == "mpp":
@@ -210,7 +212,7 @@ def validate(cfg: dict, where: str, task: str = "pretrain") -> tuple[dict, dict[
     if "mpp" in present:
         resolved["mpp"] = parsed["mpp"].as_dict()
         resolved["mpp"]["probs"] = list(resolved["mpp"]["probs"])
-    for key in ("init", "fewshot_callback", "checkpoint"):
+    for key in ("init", "fewshot_callback", "checkpoint", "mixing", "ema"):
         if key in present and (key in cfg or key == "init"):
             resolved[key] = parsed[key].as_dict()
     if "finetune" in cfg:

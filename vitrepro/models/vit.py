@@ -18,7 +18,7 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from timm.layers import lecun_normal_
+from timm.layers import DropPath, lecun_normal_
 from torch import nn
 
 from .posemb import (POSEMB_KINDS, LearnedPosEmb1D, LearnedPosEmb2D, RelativePositionBias, check_posemb,
@@ -34,7 +34,9 @@ class ViTConfig:
     Defaults are ViT-B/16 at 224 with 1000 classes (Table 1). ``posemb``/``posemb_placement`` span
     Table 8; ``pool`` is ``token`` (class token, the paper's default) or ``gap`` (global average pooling
     of the patch tokens, no class token, as vit_jax ``classifier='gap'``). ``representation_size``
-    adds the pre-logits layer (Dense + tanh) used in pre-training; ``None`` omits it.
+    adds the pre-logits layer (Dense + tanh) used in pre-training; ``None`` omits it. ``drop_path_rate``:
+    stochastic depth of the last block, rising linearly from 0 at the first (DeiT; timm's ``drop_path_rate``),
+    a training setting in [0, 1); the paper uses none.
     """
 
     family: ClassVar[str] = "ViT"
@@ -49,6 +51,7 @@ class ViTConfig:
     in_chans: int = 3
     dropout: float = 0.0
     attention_dropout: float = 0.0
+    drop_path_rate: float = 0.0
     posemb: str = "learned_1d"
     posemb_placement: str = "stem"
     pool: str = "token"
@@ -70,7 +73,7 @@ class ViTConfig:
             raise ValueError(f"img_size={self.img_size} is not a multiple of patch_size={self.patch_size}")
         if self.width % self.num_heads:
             raise ValueError(f"width={self.width} is not divisible by num_heads={self.num_heads}")
-        for name in ("dropout", "attention_dropout"):
+        for name in ("dropout", "attention_dropout", "drop_path_rate"):
             if not isinstance(getattr(self, name), (int, float)) or not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name}={getattr(self, name)} is not in [0, 1)")
 
@@ -145,10 +148,13 @@ class MlpBlock(nn.Module):
 
 
 class EncoderBlock(nn.Module):
-    """Pre-LN Transformer block (Eq. 2-3): x + MSA(LN(x)), then x + MLP(LN(x)). (B, L, D) -> (B, L, D)."""
+    """Pre-LN Transformer block (Eq. 2-3): x + MSA(LN(x)), then x + MLP(LN(x)). (B, L, D) -> (B, L, D).
+    ``drop_path``: the probability that a training step skips each residual branch of a sample
+    (stochastic depth, Huang et al. 2016, as DeiT; timm's ``DropPath``); 0 (the paper): never."""
 
-    def __init__(self, cfg: ViTConfig, rel_bias: RelativePositionBias | None = None):
+    def __init__(self, cfg: ViTConfig, rel_bias: RelativePositionBias | None = None, drop_path: float = 0.0):
         super().__init__()
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.ln_0 = nn.LayerNorm(cfg.width, eps=1e-6)
         self.attn = MultiHeadSelfAttention(cfg.width, cfg.num_heads, cfg.attention_dropout, rel_bias)
         self.dropout = nn.Dropout(cfg.dropout)
@@ -157,8 +163,8 @@ class EncoderBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, return_attention: bool = False):
         y, attn = self.attn(self.ln_0(x), return_attention)
-        x = x + self.dropout(y)
-        return x + self.mlp(self.ln_2(x)), attn
+        x = x + self.drop_path(self.dropout(y))
+        return x + self.drop_path(self.mlp(self.ln_2(x))), attn
 
 
 class Encoder(nn.Module):
@@ -179,7 +185,9 @@ class Encoder(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         rel = lambda: (RelativePositionBias(cfg.num_tokens, cfg.num_heads, cfg.width // cfg.num_heads)  # noqa: E731
                        if cfg.posemb == "relative" else None)
-        self.encoderblock = nn.ModuleList(EncoderBlock(cfg, rel()) for _ in range(cfg.depth))
+        # stochastic depth rising linearly from 0 at the first block to drop_path_rate at the last (DeiT, timm)
+        rates = [cfg.drop_path_rate * i / max(1, cfg.depth - 1) for i in range(cfg.depth)]
+        self.encoderblock = nn.ModuleList(EncoderBlock(cfg, rel(), rates[i]) for i in range(cfg.depth))
         self.encoder_norm = nn.LayerNorm(cfg.width, eps=1e-6)
 
     def forward(self, x: torch.Tensor, return_attention: bool = False):

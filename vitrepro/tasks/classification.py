@@ -20,6 +20,7 @@ import torchmetrics
 
 from ..models.checkpoint import MODEL_KEY, model_spec
 from .optim import SCHEDULES, build_optimizer
+from .recipe import Mixer, MixConfig, step_seed
 
 LOSSES = ("softmax_xent", "sigmoid_xent")
 
@@ -92,11 +93,16 @@ class SupervisedTask(L.LightningModule):
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def targets(self, x: torch.Tensor, y: torch.Tensor, batch_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training inputs and targets of a batch: ``(x, y)`` as they are (a subclass may mix them)."""
+        return x, y
+
     def training_step(self, batch, batch_idx):
         x, y = batch
-        logits = self(x)
-        loss = self.loss(logits, y)
-        self.train_top1(logits, y)
+        inputs, target = self.targets(x, y, batch_idx)
+        logits = self(inputs)
+        loss = self.loss(logits, target)
+        self.train_top1(logits, y)  # against the (dominant) label of each image
         # on a GPU the loss goes to the logger every log_every_n_steps only: the progress bar would read it
         # (a host-device sync) every step
         self.log("train/loss", loss, prog_bar=loss.device.type != "cuda")
@@ -118,17 +124,33 @@ class SupervisedTask(L.LightningModule):
 
 
 class ClassificationTask(SupervisedTask):
-    """Supervised training from scratch with the paper's pre-training recipe (module docstring)."""
+    """Supervised training from scratch with the paper's pre-training recipe (module docstring).
+    ``mixing``: Mixup/CutMix of the training batches (``recipe.MixConfig``; None, the paper: none), each
+    optimizer step's draw seeded by ``seed`` and the step."""
 
-    def __init__(self, model: torch.nn.Module, num_classes: int, optim: OptimConfig | None = None):
+    def __init__(self, model: torch.nn.Module, num_classes: int, optim: OptimConfig | None = None,
+                 mixing: MixConfig | None = None, seed: int = 0):
         super().__init__(model, num_classes)
         self.optim = optim or OptimConfig()
+        self.seed = seed
+        self.mixer = Mixer(mixing, num_classes, self.optim.label_smoothing) if mixing is not None else None
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mean loss of logits (B, K) against labels (B,) int64 or soft targets (B, K) (mixed batches)."""
+        if y.ndim == 2:
+            if self.optim.loss == "sigmoid_xent":
+                return F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype), reduction="sum") / y.shape[0]
+            return torch.sum(-y * F.log_softmax(logits, dim=-1), dim=-1).mean()  # timm SoftTargetCrossEntropy
         if self.optim.loss == "sigmoid_xent":
             return F.binary_cross_entropy_with_logits(
                 logits, F.one_hot(y, self.num_classes).to(logits.dtype), reduction="sum") / y.shape[0]
         return F.cross_entropy(logits, y, label_smoothing=self.optim.label_smoothing)
+
+    def targets(self, x: torch.Tensor, y: torch.Tensor, batch_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.mixer is None:
+            return x, y
+        micro = batch_idx % self.trainer.accumulate_grad_batches
+        return self.mixer(x, y, step_seed(self.seed, self.trainer.global_step, self.global_rank, micro))
 
     def configure_optimizers(self):
         o = self.optim
