@@ -9,7 +9,8 @@ forward FLOPs of one image (``vitrepro.cost.forward_flops``: every matmul, atten
 included) / the GPU's bf16 dense peak (``PEAK_TFLOPS``, matched on the device name, or ``--peak-tflops``).
 The input path: images/s of the device-resident loader (``data.loader: device``: gather + pad-crop + flip +
 normalize on the GPU) and of the CPU DataLoader (``--workers``) over CIFAR-10 (``--data-root``; default the
-bundled sample), each beside the training step's images/s.
+bundled sample), each alone and with the from-scratch recipe (RandAugment + Mixup/CutMix), each beside the
+training step's images/s.
 
 Targets (issue 11; measured on one H100/H200, bf16): ViT-B/16 at 224 >= 45% MFU and at least timm's
 images/s; ViT-S/4 at 32 >= 30% MFU with the input path >= 3x the training step. The commands:
@@ -100,25 +101,35 @@ def time_models(models: dict[str, torch.nn.Module], batch: int, img_size: int, s
     return {k: s / (2 * steps) for k, s in seconds.items()}
 
 
+#: The from-scratch recipe's input path (experiments/cifar10_from_scratch.yaml): RandAugment N=2 (in CPU workers,
+#: or on the device in per-op groups) and Mixup/CutMix (batched on the device, as the training step does it).
+RECIPE_INPUT = {"randaugment": 2, "randaugment_magnitude": 9}
+
+
 def time_input_path(data_root: str | None, batch: int, batches: int, device: torch.device, workers: int) -> list[dict]:
-    """Images/s of the device-resident loader and of the CPU DataLoader over CIFAR-10's training split."""
+    """Images/s of the device-resident loader and of the CPU DataLoader over CIFAR-10's training split, each
+    with the paper's preset alone and with the from-scratch recipe (``RECIPE_INPUT`` + Mixup/CutMix)."""
     from vitrepro.data import ImageClassificationDataModule
     from vitrepro.data.device import DeviceAugment, DeviceLoader
+    from vitrepro.tasks.recipe import Mixer, MixConfig
 
     rows = []
-    for loader in ("device", "cpu"):
+    for loader, recipe in (("device", False), ("cpu", False), ("device", True), ("cpu", True)):
         dm = ImageClassificationDataModule(root=data_root, batch_size=batch, num_workers=0 if loader == "device" else workers,
-                                           loader=loader)
+                                           loader=loader, **(RECIPE_INPUT if recipe else {}))
         dm.setup()
+        mixer = Mixer(MixConfig(), dm.num_classes) if recipe else None
         if loader == "device":
-            it_src = DeviceLoader(dm.train_set, batch, DeviceAugment(dm.train_augment, dm.img_size), device,
-                                  sampler=None, drop_last=True)
+            it_src = DeviceLoader(dm.train_set, batch, DeviceAugment(dm.train_augment, dm.img_size, True, dm.randaugment),
+                                  device, sampler=None, drop_last=True)
         else:
             it_src = dm.train_dataloader()
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         n, t0 = 0, None
-        for i, (x, _) in enumerate(it_src):
+        for i, (x, y) in enumerate(it_src):
             x = x.to(device, non_blocking=True)
+            if mixer is not None:
+                x, _ = mixer(x, y.to(device, non_blocking=True), seed=i)
             if i == 1:  # the first batch starts workers / warms kernels
                 sync()
                 t0, n = time.perf_counter(), 0
@@ -128,7 +139,8 @@ def time_input_path(data_root: str | None, batch: int, batches: int, device: tor
                 break
         sync()
         dt = time.perf_counter() - (t0 or time.perf_counter())
-        rows.append({"model": f"(input path: {loader} loader)", "impl": "vitrepro", "batch": batch, "steps": n // batch,
+        what = f"{loader} loader" + (" + RandAugment 2/9 + Mixup/CutMix" if recipe else "")
+        rows.append({"model": f"(input path: {what})", "impl": "vitrepro", "batch": batch, "steps": n // batch,
                      "seconds": round(dt, 4), "images_per_s": round(n / dt, 1) if dt > 0 else None,
                      "data": dm.describe(), "workers": 0 if loader == "device" else workers})
     return rows

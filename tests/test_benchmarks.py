@@ -34,3 +34,18 @@ def test_benchmark_script_records_its_figures(script, args, csv, figure, tmp_pat
 def test_committed_benchmark_figures_name_their_command_hardware_time_and_data(csv):
     rows = pd.read_csv(csv)
     assert rows[["command", "hardware", "seconds", "data", "measured_at"]].notna().all().all()
+
+
+@pytest.mark.slow  # the whole suite in its CPU mode: pytest -m gpu, the throughput smoke, a 6-step training run
+def test_the_gpu_suite_runs_in_its_tiny_cpu_mode_so_it_never_rots(tmp_path):
+    out = tmp_path / "suite"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_suite.py"), str(out), "--tiny",
+                           "--budget-minutes", "5"], capture_output=True, text=True, timeout=420)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    summary = (out / "summary.md").read_text()
+    assert "| pytest -m gpu | ok |" in summary and "| gpu_throughput.py | ok |" in summary and "| training | ok |" in summary
+    assert "RandAugment 2/9 + Mixup/CutMix" in summary and "test top-1" in summary
+    assert (out / "training_curve.png").stat().st_size > 0 and (out / "environment.json").exists()
+    assert "Mixup/CutMix" in pd.read_csv(out / "benchmarks" / "gpu_throughput.csv")["model"].str.cat()
+    record = next((out / "runs").glob("cifar10_from_scratch/runs/*/record.json")).read_text()
+    assert '"mixing"' in record or "mixing." in record  # the recipe cell, not the paper's

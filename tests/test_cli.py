@@ -68,3 +68,23 @@ def test_a_run_directory_without_its_checkpoint_names_the_command_that_writes_it
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"`{command}` writes it" in err and "not committed" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_python_m_vitrepro_runs_from_a_checkout_without_installing(tmp_path):
+    """A copy of the checkout's package and experiments, never installed: ``python -m vitrepro`` there uses
+    that copy (the working directory comes first on the path) and expands the README's command."""
+    import shutil
+    import subprocess
+    import sys
+
+    checkout = tmp_path / "checkout"
+    shutil.copytree(ROOT / "vitrepro", checkout / "vitrepro", ignore=shutil.ignore_patterns("__pycache__", "sample"))
+    shutil.copytree(ROOT / "experiments", checkout / "experiments")
+    shutil.copytree(ROOT / "results" / "paper", checkout / "results" / "paper")
+    which = subprocess.run([sys.executable, "-c", "import vitrepro; print(vitrepro.__file__)"], cwd=checkout,
+                           capture_output=True, text=True, timeout=60)
+    assert which.stdout.strip() == str(checkout / "vitrepro" / "__init__.py"), which.stderr
+    proc = subprocess.run([sys.executable, "-m", "vitrepro", "run", "experiments/pos_emb_ablation.yaml", "--cell", "1",
+                           "--dry-run", "--data-root", str(ROOT / "vitrepro" / "data" / "sample" / "cifar10")],
+                          cwd=checkout, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "run_id: learned_1d-stem-" in proc.stdout, proc.stderr[-2000:]

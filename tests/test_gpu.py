@@ -34,3 +34,17 @@ def test_bf16_training_step(posemb, placement):
     loss.backward()
     opt.step()
     assert torch.isfinite(loss) and not torch.equal(before, m.embedding.weight)
+
+
+def test_the_from_scratch_recipe_runs_on_the_gpu_input_path():
+    """RandAugment in per-op groups and Mixup/CutMix on CUDA tensors, seeded like the CPU path."""
+    from vitrepro.data.device import DeviceAugment
+    from vitrepro.data.transforms import randaugment
+    from vitrepro.tasks.recipe import Mixer, MixConfig
+
+    x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, device="cuda")
+    aug = DeviceAugment("pad_crop", 32, True, randaugment(2, 9))
+    a = aug(x, torch.Generator(device="cuda").manual_seed(0))
+    assert a.is_cuda and torch.equal(a, aug(x, torch.Generator(device="cuda").manual_seed(0)))
+    mixed, soft = Mixer(MixConfig(), 10)(a, torch.randint(0, 10, (64,), device="cuda"), seed=3)
+    assert mixed.is_cuda and soft.is_cuda and soft.shape == (64, 10)
