@@ -4,6 +4,7 @@
 ``data_size``: Figures 3 and 4 (Sec. 4.3), transfer accuracy versus pre-training data size.
 ``compute_transfer``: Figure 5 and Table 6 (Sec. 4.4), transfer accuracy versus pre-training compute.
 ``few_shot``: few-shot linear accuracy versus shots (Sec. 4.1, App. B.2).
+``pool_curves``: class token vs global average pooling over learning rates (Figure 9, App. D.3).
 ``recipe``: the from-scratch recipe comparison on CIFAR-10 (not a result of the paper; DeiT's recipe).
 ``inspection``: the inspection figures of Sec. 4.5 (Figures 6, 7), ``vitrepro analyze``.
 ``figures``: every report and figure redrawn from results, ``vitrepro figures``.
@@ -33,6 +34,7 @@ REPORT_KINDS: dict[str, ReportKind] = {
     "compute_transfer": ReportKind("compute_transfer"),
     "few_shot_curves": ReportKind("few_shot"),
     "recipe_comparison": ReportKind("recipe"),
+    "pool_curves": ReportKind("pool_curves", ("pool", "lr")),
 }
 
 

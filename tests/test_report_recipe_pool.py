@@ -1,0 +1,63 @@
+"""The reports of the from-scratch recipe comparison and of class token vs GAP (Figure 9): seeds of one
+configuration averaged with n, other configurations apart, curves read from the runs' logs."""
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from vitrepro.report import pool_curves, recipe
+
+
+def _write_runs(folder: Path, rows: list[dict]) -> Path:
+    base = {"scale": "cpu", "status": "finished", "model": "ViT-C/4", "hardware": "cpu", "data": "cifar10 x",
+            "variant": "", "error": None, "steps": 100, "epochs": 2, "wall_s": 60.0}
+    frame = pd.DataFrame([{**base, **r} for r in rows])
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(folder / "runs.csv", index=False)
+    return folder / "runs.csv"
+
+
+def test_the_recipe_report_averages_seeds_of_one_recipe_and_gives_the_difference(tmp_path):
+    mix = {"randaugment": 2, "mixing": "0.8_1.0", "drop_path_rate": 0.1, "ema": 0.998}
+    csv = _write_runs(tmp_path / "cifar10_from_scratch", [
+        {"run_id": "0-0-aaaa", "config_id": "base", "seed": 0, "randaugment": 0, "top1": 0.50, "fewshot_5": 0.30},
+        {"run_id": "0-1-bbbb", "config_id": "base", "seed": 1, "randaugment": 0, "top1": 0.52, "fewshot_5": 0.32},
+        {"run_id": "2-0-cccc", "config_id": "deit", "seed": 0, **mix, "top1": 0.60, "fewshot_5": 0.35},
+        {"run_id": "2-1-dddd", "config_id": "deit", "seed": 1, **mix, "top1": 0.62, "fewshot_5": 0.37},
+        {"run_id": "2-2-eeee", "config_id": "deit", "seed": 2, **mix, "status": "failed", "top1": None,
+         "error": "NonFiniteLossError: at step 3"}])
+    md, png = recipe.write_report(csv, None, csv.parent, "cpu")
+    text = md.read_text()
+    assert "| paper's recipe | ViT-C/4 | 2 (0,1) | 51.00 ± 1.41 |" in text
+    assert "| RandAugment N=2 + Mixup/CutMix 0.8_1.0 + stochastic depth 0.1 + EMA 0.998 | ViT-C/4 | 2 (0,1) | 61.00 ± 1.41" in text
+    assert "test top-1 +10.00, 5-shot +5.00 (n = 2 vs 2" in text
+    assert "`2-2-eeee`" in text and "NonFiniteLossError" in text and png.stat().st_size > 0
+    assert "93.58%" in text  # the literature beside ours
+
+
+def test_figure_9_curves_come_from_the_runs_logs_and_settings_stay_apart(tmp_path):
+    folder = tmp_path / "class_token_vs_gap"
+    rows = []
+    for pool, lr, cid in (("token", 0.0008, "t8"), ("gap", 0.0008, "g8"), ("gap", 0.0003, "g3")):
+        for seed in (0, 1):
+            run_id = f"{pool}-{lr}-{seed}-x"
+            rows.append({"run_id": run_id, "config_id": cid, "pool": pool, "lr": lr, "seed": seed,
+                         "top1": 0.4 + seed / 100, "fewshot_5": 0.3})
+            log = folder / "runs" / run_id / "logs"
+            log.mkdir(parents=True)
+            pd.DataFrame({"step": [50, 100], "fewshot/5shot": [0.2 + seed / 10, 0.3], "epoch": [None, None]}).to_csv(
+                log / "metrics.csv", index=False)
+    csv = _write_runs(folder, rows)
+    md, png = pool_curves.write_report(csv, None, folder, "cpu")
+    text = md.read_text()
+    assert text.index("| class token, lr 0.0008 | 2 (0,1) |") < text.index("| GAP, lr 0.0008 | 2 (0,1) |") \
+        < text.index("| GAP, lr 0.0003 | 2 (0,1) |")
+    assert "| 40.50 ± 0.71 |" in text
+    assert "| class token, lr 0.0008 | 25.00 ± 7.07 | 30.00 ± 0.00 |" in text  # epochs 1 and 2 of both seeds
+    assert "require different learning-rates" in text and png.stat().st_size > 0
+
+
+def test_figure_9_needs_its_cell_columns(tmp_path):
+    csv = _write_runs(tmp_path / "x", [{"run_id": "a", "seed": 0, "top1": 0.1}])
+    with pytest.raises(ValueError, match="missing column"):
+        pool_curves.write_report(csv, None, tmp_path, "cpu")
