@@ -25,12 +25,20 @@ def test_each_kind_measures_saves_and_redraws(kind, tmp_path):
     npz, png, md = inspection.analyze(kind, [subject()], tmp_path, "tiny", "vitrepro analyze test", images=4)
     arrays, meta = inspection.load_measures(npz)
     assert meta["kind"] == kind and meta["labels"] == ["tiny"] and png.stat().st_size > 5_000
-    shapes = {"filters": {"components": (28, 3, 4, 4)}, "posemb": {"s0_stem": (8, 8, 8, 8)},
-              "distance": {"trained": (2, 4), "random": (2, 4)}, "rollout": {"images": (4, 32, 32, 3), "maps": (4, 8, 8)}}
+    shapes = {"filters": {"components": (28, 3, 4, 4), "random_components": (28, 3, 4, 4)},
+              "posemb": {"s0_stem": (8, 8, 8, 8)}, "distance": {"trained": (2, 4), "random": (2, 4)},
+              "rollout": {"images": (4, 32, 32, 3), "maps": (4, 8, 8), "random_maps": (4, 8, 8)}}
     assert {k: v.shape for k, v in arrays.items()} == shapes[kind]
     png.unlink()
     assert inspection.redraw(npz) == png and png.exists()
     assert "Command: `vitrepro analyze test`" in md.read_text()
+
+
+def test_the_uniform_attention_reference_is_the_mean_patch_distance():
+    from vitrepro.evaluation.inspection_measures import uniform_attention_distance
+
+    # a 2x2 grid of 4-pixel patches: each patch has 0, 4, 4 and 4*sqrt(2) to the four patches
+    assert uniform_attention_distance(2, 4) == pytest.approx((0 + 4 + 4 + 4 * 2 ** 0.5) / 4)
 
 
 def test_distance_of_a_random_model_is_the_random_twins():

@@ -365,7 +365,7 @@ def cmd_analyze(args, extra: list[str], argv: list[str]) -> int:
     data, model = _data_and_model(args, extra, "analyze")
     sources = args.runs or [None]
     subjects = [load_subject(src, args.model, args.checkpoint, model) for src in sources]
-    name = args.name or "+".join(s.label for s in subjects)
+    name = args.name or "+".join(s.name for s in subjects)
     for path in analyze(args.kind, subjects, Path(args.results_dir) / "analysis", name,
                         "vitrepro " + " ".join(argv), images=args.images, data=data):
         print(f"wrote {path}")

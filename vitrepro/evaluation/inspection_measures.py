@@ -50,6 +50,15 @@ def mean_attention_distance(attentions: list[torch.Tensor], grid_size: int | tup
     return torch.stack(out).float()
 
 
+def uniform_attention_distance(grid_size: int | tuple[int, int], patch_size: int) -> float:
+    """The mean attention distance (pixels) of a head that attends to every patch alike: the reference line
+    of the attention-distance figure (a head above it looks farther than uniform, below it more locally).
+    ``mean_attention_distance`` of uniform weights over the grid."""
+    grid = (grid_size, grid_size) if isinstance(grid_size, int) else tuple(grid_size)
+    n = grid[0] * grid[1]
+    return float(mean_attention_distance([torch.full((1, 1, n, n), 1.0 / n)], grid, patch_size)[0, 0])
+
+
 def attention_rollout(attentions: list[torch.Tensor]) -> torch.Tensor:
     """Attention rollout (Abnar and Zuidema 2020), as Figures 6 and 14: each layer's attention averaged
     over heads, the identity added for the residual connection, rows renormalized, and the matrices
@@ -120,5 +129,5 @@ def embedding_filters_pca(model: nn.Module, k: int = 28) -> torch.Tensor:
     return ((comps - lo) / (hi - lo).clamp_min(1e-12)).float()
 
 
-__all__ = ["mean_attention_distance", "attention_rollout", "rollout_map", "posemb_similarity",
+__all__ = ["mean_attention_distance", "uniform_attention_distance", "attention_rollout", "rollout_map", "posemb_similarity",
            "embedding_filters_pca"]

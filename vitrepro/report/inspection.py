@@ -18,6 +18,7 @@ weights, a Google ``.npz``).
 from __future__ import annotations
 
 import json
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,14 +41,20 @@ PANELS = {"filters": "Figure 7 (left): RGB embedding filters, first 28 principal
 
 @dataclass
 class Subject:
-    """A model to inspect: the network (eval mode), a short label, its data config (the run's, or {}),
-    the checkpoint it came from and the command that trained it (None for outside weights)."""
+    """A model to inspect: the network (eval mode), its label in figures (model and budget, ``run_label``),
+    its data config (the run's, or {}), the checkpoint it came from, the command that trained it (None for
+    outside weights) and ``name``: the run id or file stem that names the output files (the label when
+    unset)."""
 
     model: nn.Module
     label: str
     data: dict[str, Any]
     checkpoint: str
     command: str | None
+    name: str | None = None
+
+    def __post_init__(self):
+        self.name = self.name or self.label
 
 
 def load_subject(source: str | None, model_name: str | None = None, checkpoint: str | None = None,
@@ -79,7 +86,24 @@ def load_subject(source: str | None, model_name: str | None = None, checkpoint: 
     if not hasattr(net, "transformer"):
         raise ValueError(f"analyze: {weights.label} is a {type(net).__name__}, which has no attention or position "
                          "embedding (allowed: ViT and hybrid models)")
-    return Subject(net.eval(), weights.label, data, str(weights.checkpoint), command)
+    label = run_label(weights.run["config"]) if weights.run else weights.label
+    return Subject(net.eval(), label, data, str(weights.checkpoint), command, weights.label)
+
+
+def run_label(config: dict[str, Any]) -> str:
+    """A run's model and budget as a figure's legend names it, e.g. ``ViT-C/4 depth=12, 500 steps of 128
+    (4,000 images, seed 0)``: never its run id."""
+    from ..experiments.records import section_label
+    from ..models.checkpoint import TRAINING_FIELDS
+
+    fields = {k: v for k, v in (config.get("model") or {}).items() if k not in TRAINING_FIELDS}
+    model = section_label(fields) if fields.get("name") else "model"
+    trainer, data = config.get("trainer") or {}, config.get("data") or {}
+    steps = trainer.get("max_steps")
+    budget = (f"{steps} steps" if steps not in (None, -1) else f"{trainer.get('max_epochs')} epochs") + \
+        f" of {data.get('batch_size', '?')}"
+    extra = [f"{data['train_size']:,} images" if data.get("train_size") else None, f"seed {config.get('seed', 0)}"]
+    return f"{model}, {budget} ({', '.join(e for e in extra if e)})"
 
 
 def random_twin(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -145,8 +169,9 @@ def measure(kind: str, subjects: list[Subject], images: int = 8, data: dict[str,
     if kind != "posemb" and len(subjects) != 1:
         raise ValueError(f"analyze {kind}: takes one run or checkpoint, got {len(subjects)} (only posemb takes several)")
     meta: dict[str, Any] = {"kind": kind, "labels": [s.label for s in subjects]}
-    if kind == "filters":
-        return {"components": measures.embedding_filters_pca(subjects[0].model, 28).numpy()}, meta
+    if kind == "filters":  # beside the random initialization's, as the rollout and distance figures
+        return {"components": measures.embedding_filters_pca(subjects[0].model, 28).numpy(),
+                "random_components": measures.embedding_filters_pca(random_twin(subjects[0].model), 28).numpy()}, meta
     if kind == "posemb":
         arrays = {}
         for i, s in enumerate(subjects):
@@ -162,8 +187,9 @@ def measure(kind: str, subjects: list[Subject], images: int = 8, data: dict[str,
     grid = s.model.cfg.grid_size
     if kind == "rollout":
         maps = measures.rollout_map(attentions_of(s.model, x), grid)
+        random_maps = measures.rollout_map(attentions_of(random_twin(s.model), x), grid)
         pixels = denormalize(x).permute(0, 2, 3, 1)
-        return {"images": pixels.numpy(), "maps": maps.numpy()}, meta
+        return {"images": pixels.numpy(), "maps": maps.numpy(), "random_maps": random_maps.numpy()}, meta
     trained = measures.mean_attention_distance(attentions_of(s.model, x), grid, meta["patch_px"])
     rand = measures.mean_attention_distance(attentions_of(random_twin(s.model), x), grid, meta["patch_px"])
     return {"trained": trained.numpy(), "random": rand.numpy()}, meta
@@ -176,15 +202,21 @@ def _short(data_text: str) -> str:
 
 
 def plot_filters(arrays: dict[str, np.ndarray], meta: dict[str, Any]):
-    comps = arrays["components"]
+    """The trained model's components, and the random initialization's beside them when measured (figures
+    measured before the random panel existed have none)."""
+    panels = [("trained: " + meta["labels"][0], arrays["components"])]
+    if "random_components" in arrays:
+        panels.append(("random initialization", arrays["random_components"]))
     cols = 7
-    rows = -(-len(comps) // cols)
-    fig = _figure(1.0 * cols, 1.0 * rows + 0.5)
-    for i, ax in enumerate(fig.subplots(rows, cols, squeeze=False).flat):
-        ax.axis("off")
-        if i < len(comps):
-            ax.imshow(comps[i].transpose(1, 2, 0), interpolation="nearest")
-    fig.suptitle(f"{PANELS['filters']}\n{meta['labels'][0]}", fontsize=8)
+    rows = -(-len(panels[0][1]) // cols)
+    fig = _figure(1.0 * cols * len(panels) + 0.2 * (len(panels) - 1), 1.0 * rows + 0.6)
+    for sub, (title, comps) in zip(fig.subfigures(1, len(panels), squeeze=False).flat, panels):
+        for i, ax in enumerate(sub.subplots(rows, cols, squeeze=False).flat):
+            ax.axis("off")
+            if i < len(comps):
+                ax.imshow(comps[i].transpose(1, 2, 0), interpolation="nearest")
+        sub.suptitle(title, fontsize=7)
+    fig.suptitle(PANELS["filters"], fontsize=8)
     return fig
 
 
@@ -222,6 +254,10 @@ def plot_distance(arrays: dict[str, np.ndarray], meta: dict[str, Any]):
         ax.set_xlabel("network depth (layer)", fontsize=8)
         ax.set_title(what, fontsize=7)
         ax.tick_params(labelsize=7)
+    g = meta["img_size"] // meta["patch_px"]
+    uniform = measures.uniform_attention_distance(g, meta["patch_px"])
+    for ax in axes:
+        ax.axhline(uniform, ls="--", lw=0.8, color="grey", label=f"uniform attention ({uniform:.1f} px)")
     axes[0].set_ylabel("mean attention distance (pixels)", fontsize=8)
     axes[1].legend(fontsize=5, loc="lower right", ncol=2)
     fig.suptitle(f"{PANELS['distance']}\n{meta['images']} test images at {meta['img_size']}x{meta['img_size']} "
@@ -232,16 +268,25 @@ def plot_distance(arrays: dict[str, np.ndarray], meta: dict[str, Any]):
 def plot_rollout(arrays: dict[str, np.ndarray], meta: dict[str, Any]):
     images, maps = arrays["images"].astype(np.float32) / 255, torch.from_numpy(arrays["maps"])
     up = nn.functional.interpolate(maps[:, None], size=images.shape[1:3], mode="bilinear", align_corners=False)[:, 0]
+    rows = [up]
+    if "random_maps" in arrays:  # measured with the random-initialization panel
+        rand = torch.from_numpy(arrays["random_maps"])
+        rows.append(nn.functional.interpolate(rand[:, None], size=images.shape[1:3], mode="bilinear",
+                                              align_corners=False)[:, 0])
     n = len(images)
-    fig = _figure(max(0.9 * n + 0.3, 5.0), 2.5)
-    axes = fig.subplots(2, n, squeeze=False)
+    fig = _figure(max(0.9 * n + 0.3, 5.0), 1.25 * (len(rows) + 1))
+    axes = fig.subplots(len(rows) + 1, n, squeeze=False)
     for i in range(n):
         axes[0, i].imshow(images[i], interpolation="nearest")
-        axes[1, i].imshow(images[i] * up[i, ..., None].numpy(), interpolation="nearest")
+        for r, maps_up in enumerate(rows, start=1):
+            axes[r, i].imshow(images[i] * maps_up[i, ..., None].numpy(), interpolation="nearest")
         for ax in axes[:, i]:
             ax.axis("off")
-    fig.suptitle(f"{PANELS['rollout']}\n{meta['labels'][0]}; {_short(meta['data'])}, test images\n"
-                 "input (top), input x rollout map (bottom)", fontsize=7)
+    below = "input x rollout map of the trained model" + (", then of its random initialization" if len(rows) > 1 else "")
+    width = int(16 * max(0.9 * n + 0.3, 5.0))  # characters a 7-point line holds at this figure's width
+    fig.suptitle("\n".join([PANELS["rollout"], *textwrap.wrap(f"{meta['labels'][0]}; {_short(meta['data'])}, test images",
+                                                               width), *textwrap.wrap(f"input (top), {below}", width)]),
+                 fontsize=7)
     return fig
 
 
@@ -289,7 +334,7 @@ def analyze(kind: str, subjects: list[Subject], out_dir: Path, name: str, comman
     npz, md = out_dir / f"{kind}_{name}.npz", out_dir / f"{kind}_{name}.md"
     png = redraw(save_measures(npz, arrays, meta))
     lines = [f"# {PANELS[kind]}", "", f"![{kind}]({png.name})", "", f"Command: `{command}`", "", "Models:"]
-    lines += [f"- `{s.label}` ({type(s.model).__name__}, {s.model.cfg.img_size}x{s.model.cfg.img_size}, "
+    lines += [f"- `{s.name}`: {s.label} ({type(s.model).__name__}, {s.model.cfg.img_size}x{s.model.cfg.img_size}, "
               f"patch {pixel_patch(s.model)} px): checkpoint `{s.checkpoint}`"
               + (f", trained by `{s.command}`" if s.command else "")
               + (f" on `{s.data.get('dataset')}` at `{s.data.get('root') or 'the bundled sample'}`" if s.data else "")
