@@ -127,6 +127,35 @@ def compute_markdown(runs: pd.DataFrame, scale: str, runs_csv: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def label_points(ax, points: list[tuple[float, float, str, str]], size: float = 5.0) -> None:
+    """Write each point's label beside it without two labels overlapping and none past the axis: a label
+    goes right of its point, or left of it in the right third of the axis, and moves down (then up) in
+    steps of its height until it overlaps no label placed before it. ``points``: (x, y, text, colour) in
+    data coordinates."""
+    fig = ax.figure
+    fig.canvas.draw()  # the axis limits and scales final: the data-to-pixel transform holds
+    renderer = fig.canvas.get_renderer()
+    x0, x1 = ax.get_window_extent().x0, ax.get_window_extent().x1
+    placed = []
+    step = size * fig.dpi / 72 * 1.3  # one line, in pixels
+    for x, y, text, color in sorted(points, key=lambda p: -p[1]):
+        px, py = ax.transData.transform((x, y))
+        left = px > x0 + 2 * (x1 - x0) / 3
+        for k in (0, -1, 1, -2, 2, -3, 3, -4, 4):
+            offset = (-3 if left else 3, 2 + k * step * 72 / fig.dpi)
+            t = ax.annotate(text, (x, y), xytext=offset, textcoords="offset points", fontsize=size, color=color,
+                            ha="right" if left else "left")
+            box = t.get_window_extent(renderer)
+            if not any(box.overlaps(b) for b in placed):
+                break
+            t.remove()
+        else:
+            t = ax.annotate(text, (x, y), xytext=(-3 if left else 3, 2), textcoords="offset points", fontsize=size,
+                            color=color, ha="right" if left else "left")
+            box = t.get_window_extent(renderer)
+        placed.append(box)
+
+
 def plot_compute(runs: pd.DataFrame, scale: str, paper: pd.DataFrame | None = None):
     """Figure 5 beside ours: the paper's Table 6 (fine-tuned average-5 and CIFAR-10 top-1 against
     exaFLOPs, from ``paper``) and our 5-shot linear and fine-tuned top-1 against petaFLOPs; log compute
@@ -170,10 +199,9 @@ def plot_compute(runs: pd.DataFrame, scale: str, paper: pd.DataFrame | None = No
                 front = frontier(pts, m, "pretrain_pflops")
                 ax.plot(front["pretrain_pflops"], 100 * front[m], lw=1, color=PALETTE[fam], alpha=0.7)
                 handles[f"ours {fam}"] = sc
-                for r in pts.itertuples():
-                    ax.annotate(f"{r.model.replace('depth=', 'd')} {int(r.steps)}", (r.pretrain_pflops, 100 * getattr(r, m)),
-                                fontsize=5, xytext=(2, 2), textcoords="offset points", color=PALETTE[fam])
             ax.set_xscale("log")
+            label_points(ax, [(r.pretrain_pflops, 100 * getattr(r, m), f"{r.model.replace('depth=', 'd')} {int(r.steps)}",
+                               PALETTE[r.family]) for r in runs.itertuples()])
             ax.set_title(f"Ours ({scale}): {MEASURES[m]}\n{data}", fontsize=7)
             ax.set_xlabel("pre-training petaFLOPs", fontsize=8)
             ax.set_ylabel("accuracy (%)", fontsize=8)
