@@ -61,3 +61,28 @@ def test_figure_9_needs_its_cell_columns(tmp_path):
     csv = _write_runs(tmp_path / "x", [{"run_id": "a", "seed": 0, "top1": 0.1}])
     with pytest.raises(ValueError, match="missing column"):
         pool_curves.write_report(csv, None, tmp_path, "cpu")
+
+
+def test_table_7_report_puts_adam_beside_sgd_per_model(tmp_path):
+    from vitrepro.report import optimizer
+
+    rows = [{"run_id": f"{o}-{s}", "config_id": o, "optimizer": o, "seed": s, "model": "R50x1",
+             "fewshot_5": f5 + s / 100, "ft_top1": ft + s / 100}
+            for o, f5, ft in (("adamw", 0.40, 0.50), ("sgd", 0.35, 0.48)) for s in (0, 1)]
+    csv = _write_runs(tmp_path / "optimizer_table7", rows)
+    md, png = optimizer.write_report(csv, None, csv.parent, "cpu")
+    text = md.read_text()
+    assert "| R50x1 | Adam | 2 (0,1) | 40.50 ± 0.71 | 50.50 ± 0.71 |" in text
+    assert "| R50x1 | SGD + momentum | 2 (0,1) | 35.50 ± 0.71 | 48.50 ± 0.71 |" in text
+    assert "- R50x1: 5-shot linear +5.00, fine-tuned top-1 +2.00" in text and png.stat().st_size > 0
+
+
+@pytest.mark.parametrize("override, allowed", [("--optim.optimizer=lamb", "is not one of adamw, sgd"),
+                                               ("--optim.momentum=1.5", "momentum=1.5 is not allowed")])
+def test_the_pretraining_optimizer_is_checked_before_training(override, allowed, capsys):
+    from vitrepro.cli import main
+
+    exp = Path(__file__).resolve().parents[1] / "experiments" / "optimizer_table7.yaml"
+    assert main(["run", str(exp), "--cell", "0", "--dry-run", override]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "optimizer_table7.yaml" in err and allowed in err

@@ -28,6 +28,14 @@ def make_task(**optim):
     return task
 
 
+def test_pretraining_with_sgd_and_momentum_is_a_config_choice():
+    """Table 7 (App. D.1): the paper's Adam or BiT's SGD with momentum, the same parameter groups."""
+    opt = make_task(optimizer="sgd", lr=0.03, momentum=0.8, weight_decay=1e-4).configure_optimizers()["optimizer"]
+    assert isinstance(opt, torch.optim.SGD) and opt.defaults["momentum"] == 0.8 and opt.defaults["lr"] == 0.03
+    assert [g["weight_decay"] for g in opt.param_groups] == [1e-4, 0.0]
+    assert isinstance(make_task().configure_optimizers()["optimizer"], torch.optim.AdamW)
+
+
 def test_weight_decay_only_on_dense_and_conv_kernels():
     task = make_task(weight_decay=0.3, warmup_fraction=0.1)
     conf = task.configure_optimizers()

@@ -44,8 +44,19 @@ NOT_IN_ID = {"data": ("root", "download", "num_workers", "cache_in_memory", "eva
                          "devices", "num_nodes", "strategy"),
              "eval": ("batch_size",)}
 
-#: The data keys of RandAugment: in a run's identity only when it is on (runs from before it keep their ids).
-RANDAUGMENT_KEYS = ("randaugment", "randaugment_magnitude", "randaugment_ops")
+#: Keys added after runs were committed, by section: ``key: (default, keys that only matter with it)``. At
+#: their default they are left out of a run's identity, so the runs from before them keep their ids.
+LATER_KEYS = {"data": {"loader": ("cpu", ()),
+                       "randaugment": (0, ("randaugment_magnitude", "randaugment_ops"))},
+              "optim": {"optimizer": ("adamw", ("momentum",))}}
+
+
+def drop_later_defaults(section: dict[str, Any], name: str) -> None:
+    """Remove from ``section`` (in place) each ``LATER_KEYS[name]`` key at its default, and its dependents."""
+    for key, (default, dependents) in LATER_KEYS.get(name, {}).items():
+        if section.get(key, default) == default:
+            for k in (key, *dependents):
+                section.pop(k, None)
 
 
 @dataclass
@@ -98,8 +109,8 @@ class RunSpec:
 
     def identity(self, with_seed: bool = True) -> dict[str, Any]:
         """What determines the run's result: the config less ``NOT_IN_ID`` and the ``checkpoint``,
-        ``fewshot_callback`` and ``speed`` sections (``data.loader`` only when not the default ``cpu``, the
-        ``RANDAUGMENT_KEYS`` only with ``data.randaugment`` > 0);
+        ``fewshot_callback`` and ``speed`` sections (``LATER_KEYS`` only when not at their defaults, e.g.
+        ``data.loader`` only when not ``cpu``);
         each data root replaced by the data set's fingerprint (its spelling when the data could not be opened, e.g. in a dry run without it); ``init.checkpoint`` by its last
         path component (a run directory's name is its run id; ``init.run`` is resolved to one by the command
         line, and stands for itself until then)."""
@@ -112,11 +123,8 @@ class RunSpec:
             for k in keys:
                 (cfg.get(section) or {}).pop(k, None)
         for data in (cfg["data"], (cfg.get("finetune") or {}).get("data") or {}):
-            if data.get("loader") == "cpu":  # the default input path, as before the key existed
-                data.pop("loader")
-            if not data.get("randaugment"):  # no RandAugment, as before the keys existed
-                for k in RANDAUGMENT_KEYS:
-                    data.pop(k, None)
+            drop_later_defaults(data, "data")
+        drop_later_defaults(cfg.get("optim") or {}, "optim")
         cfg["data"]["copy"] = self.data_ids.get("data") or f"root:{self.config['data'].get('root')}"
         ft = cfg.get("finetune")
         if ft:

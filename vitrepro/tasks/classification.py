@@ -23,12 +23,16 @@ from .optim import SCHEDULES, build_optimizer
 from .recipe import Mixer, MixConfig, step_seed
 
 LOSSES = ("softmax_xent", "sigmoid_xent")
+#: Pre-training optimizers: the paper's Adam (decoupled weight decay), or SGD with momentum (Table 7).
+PRETRAIN_OPTIMIZERS = ("adamw", "sgd")
 
 
 @dataclass
 class OptimConfig:
     """Optimizer and schedule. ``warmup_steps`` counts optimizer steps; ``warmup_fraction`` (of all
-    steps) is used instead when ``warmup_steps`` is None, so one setting fits every scale."""
+    steps) is used instead when ``warmup_steps`` is None, so one setting fits every scale. ``optimizer``:
+    ``adamw`` (the paper's pre-training, Sec. 4.1: ``beta1``, ``beta2``) or ``sgd`` with ``momentum``
+    (App. D.1, Table 7: ResNets pre-trained with SGD, the BiT recipe)."""
 
     lr: float = 1e-3
     weight_decay: float = 0.1
@@ -39,8 +43,14 @@ class OptimConfig:
     warmup_fraction: float = 0.05
     label_smoothing: float = 0.0
     loss: str = "softmax_xent"
+    optimizer: str = "adamw"
+    momentum: float = 0.9
 
     def __post_init__(self):
+        if self.optimizer not in PRETRAIN_OPTIMIZERS:
+            raise ValueError(f"optimizer={self.optimizer!r} is not one of {', '.join(PRETRAIN_OPTIMIZERS)}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum={self.momentum!r} is not allowed: expected a number in [0, 1)")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule={self.schedule!r} is not one of {', '.join(SCHEDULES)}")
         if self.loss not in LOSSES:
@@ -156,5 +166,6 @@ class ClassificationTask(SupervisedTask):
         o = self.optim
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = o.warmup_steps if o.warmup_steps is not None else int(o.warmup_fraction * total)
-        return build_optimizer(self.model, "adamw", o.lr, o.weight_decay, total, warmup, o.schedule,
-                               betas=(o.beta1, o.beta2), fused=getattr(self, "fused_optimizer", False))
+        return build_optimizer(self.model, o.optimizer, o.lr, o.weight_decay, total, warmup, o.schedule,
+                               betas=(o.beta1, o.beta2), momentum=o.momentum,
+                               fused=getattr(self, "fused_optimizer", False))
