@@ -86,3 +86,20 @@ def test_the_pretraining_optimizer_is_checked_before_training(override, allowed,
     assert main(["run", str(exp), "--cell", "0", "--dry-run", override]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "optimizer_table7.yaml" in err and allowed in err
+
+
+def test_figure_8_report_tells_each_variants_dimension_and_relative_compute(tmp_path):
+    from vitrepro.report import model_scaling
+
+    models = {"ViT-C/4": 1.0, "ViT-C/4 depth=12": 2.0, "ViT-C/4 width=64 mlp_dim=256": 0.3,
+              "ViT-C/4 mlp_dim=1024": 1.6, "ViT-C/4 patch_size=2": 4.9}
+    rows = [{"run_id": f"{m}-{s}", "config_id": m, "model": m, "seed": s, "pretrain_flops": 1e12 * c,
+             "fewshot_5": 0.3 + c / 100 + s / 1000, "ft_top1": 0.4} for m, c in models.items() for s in (0, 1)]
+    csv = _write_runs(tmp_path / "model_scaling", rows)
+    md, png = model_scaling.write_report(csv, None, csv.parent, "cpu")
+    text = md.read_text()
+    for line in ("| ViT-C/4 | base | 1.00x | 2 (0,1) | 31.05 ± 0.07 |", "| ViT-C/4 depth=12 | depth | 2.00x |",
+                 "| ViT-C/4 width=64 mlp_dim=256 | width | 0.30x |", "| ViT-C/4 mlp_dim=1024 | MLP ratio | 1.60x |",
+                 "| ViT-C/4 patch_size=2 | patch size | 4.90x |"):
+        assert line in text, line
+    assert "diminishing returns" in text and png.stat().st_size > 0

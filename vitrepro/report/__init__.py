@@ -5,6 +5,7 @@
 ``compute_transfer``: Figure 5 and Table 6 (Sec. 4.4), transfer accuracy versus pre-training compute.
 ``few_shot``: few-shot linear accuracy versus shots (Sec. 4.1, App. B.2).
 ``pool_curves``: class token vs global average pooling over learning rates (Figure 9, App. D.3).
+``model_scaling``: one dimension of a ViT scaled at a time (Figure 8, App. D.2).
 ``optimizer``: ResNets pre-trained with Adam vs SGD (Table 7, App. D.1).
 ``recipe``: the from-scratch recipe comparison on CIFAR-10 (not a result of the paper; DeiT's recipe).
 ``inspection``: the inspection figures of Sec. 4.5 (Figures 6, 7), ``vitrepro analyze``.
@@ -37,6 +38,7 @@ REPORT_KINDS: dict[str, ReportKind] = {
     "recipe_comparison": ReportKind("recipe"),
     "pool_curves": ReportKind("pool_curves", ("pool", "lr")),
     "optimizer_table7": ReportKind("optimizer", ("optimizer",)),
+    "model_scaling": ReportKind("model_scaling"),
 }
 
 
