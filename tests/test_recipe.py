@@ -112,3 +112,4 @@ def test_a_run_with_the_whole_recipe_records_it_and_ends_on_the_ema_weights(tmp_
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert "current_model_state" in ckpt and "averaging_state" in ckpt  # Lightning's EMAWeightAveraging
     assert int(ckpt["averaging_state"]["n_averaged"]) == 6
+    assert 0 <= record["metrics"]["top1_online"] <= 1  # the online weights' top-1 beside the EMA's

@@ -17,6 +17,7 @@ Add one with ``@register_protocol(name, required=..., optional=...)`` on a funct
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +129,12 @@ def evaluate(model: torch.nn.Module, dm: ImageClassificationDataModule, eval_cfg
     return {k: round(v, 5) for k, v in out.items()}
 
 
+def evaluate_top1(model: torch.nn.Module, dm: ImageClassificationDataModule, eval_cfg: EvalConfig) -> float:
+    """Test top-1 of ``model``'s own head (torchmetrics), a fraction rounded to 5 digits."""
+    _, labels, logits = extract_features(model, dm.test_set, batch_size=eval_cfg.batch_size, with_logits=True)
+    return round(TMF.accuracy(logits, labels, task="multiclass", num_classes=dm.num_classes).item(), 5)
+
+
 def _train_from_scratch(ctx: RunContext, mpp: bool) -> Outcome | None:
     """pretrain / mpp: fit (resuming from the newest usable checkpoint), save the final weights,
     fine-tune when the config says so, evaluate on rank 0."""
@@ -143,8 +150,9 @@ def _train_from_scratch(ctx: RunContext, mpp: bool) -> Outcome | None:
     extra = [SaveOnInterrupt(RunDir(ctx.run_dir).last), speed_callback(cfg)]
     if "fewshot_callback" in cfg:
         extra.append(FewShotCallback(**cfg["fewshot_callback"]))
-    if "ema" in ctx.sections:  # the averaged weights are validated, checkpointed and the run's final weights
-        extra.append(ctx.sections["ema"].callback())
+    ema = ctx.sections["ema"].callback() if "ema" in ctx.sections else None
+    if ema is not None:  # the averaged weights are validated, checkpointed and the run's final weights
+        extra.append(ema)
     trainer, state = build_trainer(cfg["trainer"], ctx.run_dir, dm, ctx.sections.get("checkpoint") or CheckpointConfig(),
                                    step, extra, tensorboard=ctx.tensorboard)
     if trainer.is_global_zero:
@@ -177,6 +185,10 @@ def _train_from_scratch(ctx: RunContext, mpp: bool) -> Outcome | None:
                "pretrain_petaflops": round(training_flops(fwd, seen) / 1e15, 4),
                "images_per_s": round(seen / seconds, 1) if seconds > 0 else None,
                **evaluate(task.model, dm, ctx.sections["eval"], top1=not mpp), **ft}
+    if ema is not None and ema.online_state is not None and not mpp:  # what the EMA added: the online weights' top-1
+        online = copy.deepcopy(task)
+        online.load_state_dict(ema.online_state)
+        metrics["top1_online"] = evaluate_top1(online.model, dm, ctx.sections["eval"])
     if ft:
         metrics["pretrain_wall_s"] = round(pretrain_wall + state.earlier_seconds(), 1)
     return Outcome(metrics, dm.describe(), trainer.world_size, str(trainer.precision), state.earlier_seconds(),

@@ -51,8 +51,8 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     for _, g in runs.groupby(key, sort=False):
         row = {"recipe": g["recipe"].iloc[0], "model": g["model"].iloc[0], "n": len(g),
                "seeds": ",".join(map(str, sorted(g["seed"]))), "wall_s": g["wall_s"].mean()}
-        for metric in ("top1", "fewshot_5"):
-            values = 100 * g[metric] if metric in g else pd.Series(dtype=float)
+        for metric in ("top1", "fewshot_5", "top1_online"):
+            values = 100 * g[metric].dropna() if metric in g else pd.Series(dtype=float)
             row[metric] = values.mean()
             row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else 0.0
         rows.append(row)
@@ -73,6 +73,10 @@ def recipe_markdown(table: pd.DataFrame, runs: pd.DataFrame, failed: pd.DataFram
     for r in table.itertuples():
         lines.append(f"| {r.recipe} | {r.model} | {r.n} ({r.seeds}) | {r.top1:.2f} ± {r.top1_std:.2f} | "
                      f"{r.fewshot_5:.2f} ± {r.fewshot_5_std:.2f} | {r.wall_s / 60:.1f} |")
+    online = table.dropna(subset=["top1_online"])
+    if len(online):
+        lines += ["", "With a weight EMA the runs are evaluated on the averaged weights; the online weights' test top-1: "
+                  + "; ".join(f"{r.recipe}: {r.top1_online:.2f} ± {r.top1_online_std:.2f}" for r in online.itertuples())]
     base = table[table["recipe"] == "paper's recipe"]
     if len(base):
         b = base.iloc[0]

@@ -62,11 +62,19 @@ class EMAConfig:
                              f"expected every_n_steps >= 1 and start_step >= 0")
 
     def callback(self):
-        """Lightning's ``EMAWeightAveraging`` for this section."""
+        """Lightning's ``EMAWeightAveraging`` for this section, keeping the online weights it replaces at the
+        end of training (``online_state``: the LightningModule's state_dict, for ``top1_online``)."""
         from lightning.pytorch.callbacks import EMAWeightAveraging
 
-        return EMAWeightAveraging(decay=self.decay, update_every_n_steps=self.every_n_steps,
-                                  update_starting_at_step=self.start_step)
+        class KeepOnline(EMAWeightAveraging):
+            online_state: dict | None = None
+
+            def on_train_end(self, trainer, pl_module):
+                self.online_state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+                super().on_train_end(trainer, pl_module)
+
+        return KeepOnline(decay=self.decay, update_every_n_steps=self.every_n_steps,
+                          update_starting_at_step=self.start_step)
 
 
 class Mixer:
