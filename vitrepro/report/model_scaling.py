@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..atomic import save_figure, write_text
-from .runs import failed_runs_markdown, load_scale, source_name, split_failed
+from .runs import failed_runs_markdown, load_scale, provenance, seed_stats, source_name, split_failed, write_md_png
 
 FINDING = ("The paper (Figure 8, App. D.2; ViT-B/16 base on JFT-300M, 5-shot linear): depth brings the largest "
            "improvements, with diminishing returns after 16 layers; width the smallest; a smaller patch (a longer "
@@ -52,19 +51,14 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         row = {"model": g["model"].iloc[0], "dimension": g["dimension"].iloc[0],
                "compute": g["pretrain_flops"].mean() / base_flops, "n": len(g),
                "seeds": ",".join(map(str, sorted(g["seed"])))}
-        for m in MEASURES:
-            if m in g:
-                row[m], row[f"{m}_std"] = 100 * g[m].mean(), (100 * g[m].std(ddof=1) if len(g) > 1 else 0.0)
-        rows.append(row)
+        rows.append({**row, **seed_stats(g, MEASURES)})
     return pd.DataFrame(rows).sort_values(["dimension", "compute"], kind="stable").reset_index(drop=True)
 
 
 def scaling_markdown(table: pd.DataFrame, runs: pd.DataFrame, failed: pd.DataFrame, scale: str, runs_csv: Path) -> str:
     measures = [m for m in MEASURES if m in table]
-    hw = ", ".join(sorted(set(runs["hardware"].astype(str)))) if "hardware" in runs else "?"
-    data = ", ".join(sorted(set(runs["data"].astype(str)))) if "data" in runs else "?"
     lines = [f"# Scaling one dimension of a ViT at a time (Figure 8), scale `{scale}`", "",
-             f"Source runs: `{source_name(runs_csv)}` (in the results folder). Hardware {hw}; data {data}.", "",
+             f"Source runs: `{source_name(runs_csv)}` (in the results folder). {provenance(runs)}.", "",
              "Percent on the test split; mean ± std over training seeds; compute relative to the base model's "
              "(the same steps and batch).", "",
              "| model | scales | compute | n (seeds) | " + " | ".join(MEASURES[m] for m in measures) + " |",
@@ -110,12 +104,8 @@ def write_report(runs_csv: Path, paper_csv: Path | None, out_dir: Path, scale: s
     if runs.empty:
         raise ValueError(f"{runs_csv}: no finished run with scale={scale!r}")
     table = summarize(runs)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    md, png = out_dir / f"model_scaling_{scale}.md", out_dir / f"model_scaling_{scale}.png"
-    write_text(md, scaling_markdown(table, runs, failed, scale, runs_csv))
-    save_figure(plot_scaling(table, scale), png)
-    return [md, png]
+    return write_md_png(out_dir, f"model_scaling_{scale}", scaling_markdown(table, runs, failed, scale, runs_csv),
+                        plot_scaling(table, scale))
 
 
 __all__ = ["FINDING", "MEASURES", "DIMENSIONS", "dimension", "summarize", "scaling_markdown", "plot_scaling",

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..atomic import save_figure, write_text
-from .runs import failed_runs_markdown, load_scale, source_name, split_failed
+from .runs import failed_runs_markdown, load_scale, provenance, seed_stats, source_name, split_failed, write_md_png
 
 FINDING = ("The paper (App. D.1, Table 7: ResNet-50 and ResNet-152x2 pre-trained on JFT-300M, fine-tuned on ImageNet, "
            "CIFAR-10/100, Pets and Flowers): Adam pre-training is ahead of SGD on most data sets and on average, "
@@ -35,19 +34,14 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     for _, g in runs.groupby(key, sort=False):
         r = g.iloc[0]
         row = {"model": r["model"], "optimizer": r["optimizer"], "n": len(g), "seeds": ",".join(map(str, sorted(g["seed"])))}
-        for m in MEASURES:
-            if m in g:
-                row[m], row[f"{m}_std"] = 100 * g[m].mean(), (100 * g[m].std(ddof=1) if len(g) > 1 else 0.0)
-        rows.append(row)
+        rows.append({**row, **seed_stats(g, MEASURES)})
     return pd.DataFrame(rows).sort_values(["model", "optimizer"], kind="stable").reset_index(drop=True)
 
 
 def optimizer_markdown(table: pd.DataFrame, runs: pd.DataFrame, failed: pd.DataFrame, scale: str, runs_csv: Path) -> str:
     measures = [m for m in MEASURES if m in table]
-    hw = ", ".join(sorted(set(runs["hardware"].astype(str)))) if "hardware" in runs else "?"
-    data = ", ".join(sorted(set(runs["data"].astype(str)))) if "data" in runs else "?"
     lines = [f"# ResNets pre-trained with Adam vs SGD (Table 7), scale `{scale}`", "",
-             f"Source runs: `{source_name(runs_csv)}` (in the results folder). Hardware {hw}; data {data}.", "",
+             f"Source runs: `{source_name(runs_csv)}` (in the results folder). {provenance(runs)}.", "",
              "Percent on the test split; mean ± std over training seeds.", "",
              "| model | pre-training optimizer | n (seeds) | " + " | ".join(MEASURES[m] for m in measures) + " |",
              "|---|---|---|" + "---|" * len(measures)]
@@ -99,12 +93,8 @@ def write_report(runs_csv: Path, paper_csv: Path | None, out_dir: Path, scale: s
     runs, failed = split_failed(load_scale(runs_csv, scale, ("model", "optimizer", "seed")))
     if runs.empty:
         raise ValueError(f"{runs_csv}: no finished run with scale={scale!r}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    md, png = out_dir / f"optimizer_{scale}.md", out_dir / f"optimizer_{scale}.png"
-    write_text(md, optimizer_markdown(summarize(runs), runs, failed, scale, runs_csv))
-    save_figure(plot_optimizers(runs, scale), png)
-    return [md, png]
+    return write_md_png(out_dir, f"optimizer_{scale}", optimizer_markdown(summarize(runs), runs, failed, scale, runs_csv),
+                        plot_optimizers(runs, scale))
 
 
 __all__ = ["FINDING", "MEASURES", "label", "summarize", "optimizer_markdown", "plot_optimizers", "write_report"]

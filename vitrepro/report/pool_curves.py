@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..atomic import save_figure, write_text
-from .runs import failed_runs_markdown, load_scale, source_name, split_failed
+from .runs import failed_runs_markdown, load_scale, provenance, seed_stats, source_name, split_failed, write_md_png
 
 FINDING = ("The paper (Figure 9, ViT-B/16 on ImageNet, 5-shot linear): class token and GAP \"work similarly well, "
            "but require different learning-rates\": GAP at the class token's 8e-4 is clearly worse, GAP at 3e-4 "
@@ -54,10 +53,8 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
     runs = runs.assign(setting=[setting(r) for r in runs.itertuples()])
     out = []
     for _, g in runs.groupby(key, sort=False):
-        row = {"setting": g["setting"].iloc[0], "n": len(g), "seeds": ",".join(map(str, sorted(g["seed"])))}
-        for m in metrics:
-            row[m], row[f"{m}_std"] = 100 * g[m].mean(), (100 * g[m].std(ddof=1) if len(g) > 1 else 0.0)
-        out.append(row)
+        out.append({"setting": g["setting"].iloc[0], "n": len(g), "seeds": ",".join(map(str, sorted(g["seed"]))),
+                    **seed_stats(g, metrics)})
     table = pd.DataFrame(out)
     order = table["setting"].map(lambda s: (not s.startswith("class token"), -float(s.rsplit(" ", 1)[1])))
     return table.iloc[sorted(range(len(table)), key=lambda i: order.iloc[i])].reset_index(drop=True)
@@ -66,11 +63,9 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
 def pool_markdown(table: pd.DataFrame, curve: pd.DataFrame, runs: pd.DataFrame, failed: pd.DataFrame, scale: str,
                   runs_csv: Path, shots: int) -> str:
     metrics = [c for c in ("top1", "fewshot_1", "fewshot_5", "fewshot_10") if c in table]
-    hw = ", ".join(sorted(set(runs["hardware"].astype(str)))) if "hardware" in runs else "?"
-    data = ", ".join(sorted(set(runs["data"].astype(str)))) if "data" in runs else "?"
     lines = [f"# Class token vs global average pooling (Figure 9), scale `{scale}`", "",
-             f"Source runs: `{source_name(runs_csv)}` (in the results folder). {runs['model'].iloc[0]}; hardware {hw}; "
-             f"data {data}.", "", "Percent on the test split at the end of training; mean ± std over training seeds.", "",
+             f"Source runs: `{source_name(runs_csv)}` (in the results folder). {runs['model'].iloc[0]}; "
+             f"{provenance(runs)}.", "", "Percent on the test split at the end of training; mean ± std over training seeds.", "",
              "| setting | n (seeds) | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
     for r in table.itertuples():
         lines.append(f"| {r.setting} | {r.n} ({r.seeds}) | "
@@ -113,15 +108,9 @@ def write_report(runs_csv: Path, paper_csv: Path | None, out_dir: Path, scale: s
     if runs.empty:
         raise ValueError(f"{runs_csv}: no finished run with scale={scale!r}")
     curve = curves(runs, Path(runs_csv).parent / "runs", shots)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    md, png = out_dir / f"pool_curves_{scale}.md", out_dir / f"pool_curves_{scale}.png"
-    write_text(md, pool_markdown(summary(runs), curve, runs, failed, scale, runs_csv, shots))
-    written = [md]
-    if len(curve):
-        save_figure(plot_pool_curves(curve, scale, runs["model"].iloc[0], shots), png)
-        written.append(png)
-    return written
+    figure = plot_pool_curves(curve, scale, runs["model"].iloc[0], shots) if len(curve) else None
+    return write_md_png(out_dir, f"pool_curves_{scale}", pool_markdown(summary(runs), curve, runs, failed, scale,
+                                                                       runs_csv, shots), figure)
 
 
 __all__ = ["FINDING", "setting", "curves", "summary", "pool_markdown", "plot_pool_curves", "write_report"]

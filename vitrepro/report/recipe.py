@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..atomic import save_figure, write_text
-from .runs import failed_runs_markdown, load_scale, source_name, split_failed
+from .runs import failed_runs_markdown, load_scale, provenance, seed_stats, source_name, split_failed, write_md_png
 
 #: From-scratch ViTs on CIFAR-10 in the literature (test top-1 %), printed beside ours.
 LITERATURE = [("ViT 7 layers, D 384, 200 epochs, AutoAugment + label smoothing (omihub777/ViT-CIFAR)", 90.9),
@@ -51,23 +50,17 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     for _, g in runs.groupby(key, sort=False):
         row = {"recipe": g["recipe"].iloc[0], "model": g["model"].iloc[0], "n": len(g),
                "seeds": ",".join(map(str, sorted(g["seed"]))), "wall_s": g["wall_s"].mean()}
-        for metric in ("top1", "fewshot_5", "top1_online"):
-            values = 100 * g[metric].dropna() if metric in g else pd.Series(dtype=float)
-            row[metric] = values.mean()
-            row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else 0.0
-        rows.append(row)
+        stats = seed_stats(g, ("top1", "fewshot_5", "top1_online"))
+        rows.append({**row, "top1_online": float("nan"), "top1_online_std": float("nan"), **stats})
     table = pd.DataFrame(rows)
     paper_first = table["recipe"] != "paper's recipe"
     return table.assign(_o=paper_first).sort_values("_o", kind="stable").drop(columns="_o").reset_index(drop=True)
 
 
 def recipe_markdown(table: pd.DataFrame, runs: pd.DataFrame, failed: pd.DataFrame, scale: str, runs_csv: Path) -> str:
-    hw = ", ".join(sorted(set(runs["hardware"].astype(str)))) if "hardware" in runs else "?"
-    data = ", ".join(sorted(set(runs["data"].astype(str)))) if "data" in runs else "?"
     steps = ", ".join(map(str, sorted(set(runs["steps"])))) if "steps" in runs else "?"
     lines = [f"# From-scratch ViT on CIFAR-10: the paper's recipe against the small-data recipe, scale `{scale}`",
-             "", f"Source runs: `{source_name(runs_csv)}` (in the results folder). Hardware {hw}; {steps} steps; "
-             f"data {data}.", "", "Percent on the test split; mean ± std over training seeds (n runs, seeds listed); "
+             "", f"Source runs: `{source_name(runs_csv)}` (in the results folder). {steps} steps. {provenance(runs)}.", "", "Percent on the test split; mean ± std over training seeds (n runs, seeds listed); "
              "only runs of one configuration are averaged.", "",
              "| recipe | model | n (seeds) | test top-1 | 5-shot linear | wall min / run |", "|---|---|---|---|---|---|"]
     for r in table.itertuples():
@@ -120,12 +113,8 @@ def write_report(runs_csv: Path, paper_csv: Path | None, out_dir: Path, scale: s
     if runs.empty:
         raise ValueError(f"{runs_csv}: no finished run with scale={scale!r}")
     table = summarize(runs)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    md, png = out_dir / f"recipe_{scale}.md", out_dir / f"recipe_{scale}.png"
-    write_text(md, recipe_markdown(table, runs, failed, scale, runs_csv))
-    save_figure(plot_recipes(runs, table, scale), png)
-    return [md, png]
+    return write_md_png(out_dir, f"recipe_{scale}", recipe_markdown(table, runs, failed, scale, runs_csv),
+                        plot_recipes(runs, table, scale))
 
 
 __all__ = ["LITERATURE", "recipe_of", "summarize", "recipe_markdown", "plot_recipes", "write_report"]

@@ -66,10 +66,44 @@ def failed_runs_markdown(failed: pd.DataFrame, what, level: str = "##") -> str:
                                                            for r in failed.itertuples()) + "\n")
 
 
+def seed_stats(runs: pd.DataFrame, metrics) -> dict[str, float]:
+    """Mean and std over the rows (training seeds of one configuration) of each of ``metrics`` the rows have,
+    in percent: ``{m: mean, m + "_std": std}`` (ddof 1; 0 for one row; NaN rows left out)."""
+    out = {}
+    for m in metrics:
+        if m in runs:
+            values = 100 * runs[m].dropna()
+            out[m], out[f"{m}_std"] = values.mean(), (values.std(ddof=1) if len(values) > 1 else 0.0)
+    return out
+
+
+def provenance(runs: pd.DataFrame) -> str:
+    """``Hardware <...>; data <...>`` of a report's runs (each distinct value once)."""
+    hw = ", ".join(sorted(set(runs["hardware"].astype(str)))) if "hardware" in runs else "?"
+    data = ", ".join(sorted(set(runs["data"].astype(str)))) if "data" in runs else "?"
+    return f"Hardware {hw}; data {data}"
+
+
+def write_md_png(out_dir: Path, stem: str, text: str, figure) -> list[Path]:
+    """Write ``<stem>.md`` (``text``) and ``<stem>.png`` (``figure``, when not None) into ``out_dir``
+    (created), atomically; return the written paths."""
+    from ..atomic import save_figure, write_text
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md, png = out_dir / f"{stem}.md", out_dir / f"{stem}.png"
+    write_text(md, text)
+    if figure is None:
+        return [md]
+    save_figure(figure, png)
+    return [md, png]
+
+
 def split_failed(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(finished, failed)`` rows (a table without a status column: all finished)."""
     status = runs["status"] if "status" in runs.columns else pd.Series("finished", index=runs.index)
     return runs[status == "finished"].reset_index(drop=True), runs[status == "failed"].reset_index(drop=True)
 
 
-__all__ = ["failed_runs_markdown", "load_scale", "one_configuration", "source_name", "split_failed"]
+__all__ = ["failed_runs_markdown", "load_scale", "one_configuration", "provenance", "seed_stats", "source_name",
+           "split_failed", "write_md_png"]
