@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
     ("gpu_throughput.py", ["--device", "cpu", "--models", "ViT-C/4@32", "--batch", "4", "--steps", "1", "--warmup", "1",
                            "--no-compile", "--fp32", "--input-batches", "3", "--workers", "0"], "gpu_throughput.csv",
      "images_per_s"),
+    ("inference_scaling.py", ["--device", "cpu", "--models", "ViT-C/4", "--sizes", "32", "--seconds-per-point", "2",
+                              "--max-batch", "8"], "inference_scaling.csv", "images_per_s"),
 ])
 @pytest.mark.slow  # each script starts torch and timm in a subprocess
 def test_benchmark_script_records_its_figures(script, args, csv, figure, tmp_path):

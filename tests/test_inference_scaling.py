@@ -1,0 +1,39 @@
+"""Figure 12's largest-batch search (benchmarks/inference_scaling.py) is bounded in memory and time and
+brackets the limit it reports (no timing is asserted)."""
+import contextlib
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from inference_scaling import search  # noqa: E402
+
+from vitrepro.models import create_model  # noqa: E402
+
+MIB = 2 ** 20
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def vit():
+    torch.manual_seed(0)
+    return create_model("ViT-C/4", num_classes=10, img_size=32).eval()
+
+
+def test_the_search_brackets_the_largest_batch_in_a_memory_budget(vit):
+    small = search(vit, 32, CPU, 8 * MIB, max_batch=4096, seconds=60, repeats=0, amp=contextlib.nullcontext())
+    assert small["largest_batch_bound"] is None  # memory stopped it, not time or the cap
+    assert small["largest_batch"] >= 1 and small["first_batch_not_fitting"] == small["largest_batch"] + 1
+    larger = search(vit, 32, CPU, 32 * MIB, max_batch=4096, seconds=60, repeats=0, amp=contextlib.nullcontext())
+    assert larger["largest_batch"] > small["largest_batch"]
+    assert torch.empty(64 * MIB, dtype=torch.uint8).numel() == 64 * MIB  # the budget is lifted afterwards
+
+
+def test_the_search_stops_at_its_batch_cap_and_its_time_bound_and_says_so(vit):
+    capped = search(vit, 32, CPU, 512 * MIB, max_batch=4, seconds=60, repeats=1, amp=contextlib.nullcontext())
+    assert (capped["largest_batch"], capped["largest_batch_bound"]) == (4, "max_batch")
+    assert capped["images_per_s"] > 0 and capped["at_batch"] in (1, 2, 4)
+    timed = search(vit, 32, CPU, 512 * MIB, max_batch=1 << 20, seconds=0.0, repeats=1, amp=contextlib.nullcontext())
+    assert timed["largest_batch_bound"] == "time" and timed["first_batch_not_fitting"] is None
