@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .class_subset import ClassSubset
 from .sampler import ResumableSampler, SeededItems, _rank_world
 from .sources import DATASETS, DataSource, resolve_source
 from .transforms import build_transform, randaugment as build_randaugment
@@ -194,6 +195,9 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
             ``randaugment_magnitude``: the bin 0..30 of each operation's range; ``randaugment_ops``: the
             operations drawn from (None: all of ``vitrepro.data.transforms.RANDAUGMENT_OPS``). Seeded per
             item like the preset. On the device path it runs on the device in per-op groups.
+        classes: keep only these classes (indices into the data set's classes), relabelled ``0..k-1`` in
+            the order given, in every split (:class:`~vitrepro.data.class_subset.ClassSubset`): an upstream
+            and a downstream task cut from one data copy. None (default): all classes.
 
     Attributes (after construction): ``source`` (:class:`~vitrepro.data.sources.DataSource`),
     ``classes`` (names in label order), ``num_classes``. After :meth:`setup`: ``train_set``,
@@ -231,6 +235,7 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
         randaugment: int = 0,
         randaugment_magnitude: int = 9,
         randaugment_ops: list[str] | None = None,
+        classes: list[int] | None = None,
     ) -> None:
         super().__init__()
         if dataset not in DATASETS:
@@ -245,6 +250,8 @@ class ImageClassificationDataModule(lightning.LightningDataModule):
             raise ValueError(f"num_workers must be >= 0, got {num_workers!r}")
         self.root = root
         self.source: DataSource = resolve_source(dataset, root, download=download)
+        if classes is not None:
+            self.source = ClassSubset(self.source, classes)
         self.dataset = dataset = self.source.dataset  # "auto" resolved to the kind the root holds
         if val_fraction is None:
             val_fraction = DEFAULT_VAL_FRACTION[dataset]

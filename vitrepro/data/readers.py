@@ -58,6 +58,8 @@ _SCAN_CACHE: dict[tuple[str, tuple[str, ...]], tuple[list[tuple[str, int]], list
 _PYTHON_LABELS: dict[str, dict[str, np.ndarray]] = {}
 # (kind, resolved base folder, split) -> (list of (path, label), list of sizes in bytes)
 _LIST_CACHE: dict[tuple[str, str, str], tuple[list[tuple[str, int]], list[int]]] = {}
+# (resolved root, split, kept classes) -> decoded images and new labels of a class subset (class_subset.py)
+_SUBSET_CACHE: dict[tuple[str, str, tuple[int, ...]], tuple[torch.Tensor, torch.Tensor]] = {}
 
 
 def clear_cache() -> None:
@@ -66,6 +68,7 @@ def clear_cache() -> None:
     _SCAN_CACHE.clear()
     _PYTHON_LABELS.clear()
     _LIST_CACHE.clear()
+    _SUBSET_CACHE.clear()
 
 
 # ----------------------------------------------------------------------------- python batches

@@ -47,7 +47,8 @@ NOT_IN_ID = {"data": ("root", "download", "num_workers", "cache_in_memory", "eva
 #: Keys added after runs were committed, by section: ``key: (default, keys that only matter with it)``. At
 #: their default they are left out of a run's identity, so the runs from before them keep their ids.
 LATER_KEYS = {"data": {"loader": ("cpu", ()),
-                       "randaugment": (0, ("randaugment_magnitude", "randaugment_ops"))},
+                       "randaugment": (0, ("randaugment_magnitude", "randaugment_ops")),
+                       "classes": (None, ())},
               "optim": {"optimizer": ("adamw", ("momentum",))}}
 
 
