@@ -6,7 +6,10 @@ An experiment YAML holds ``name``, ``description``, ``task`` (a protocol name: `
 and ``paper``, the paper's numbers), ``default_scale``, ``base`` (one complete run config), ``grid`` (a list
 of cells, each a mapping of dotted keys to values; a key may name a whole section: ``{model: {name:
 R50x1}}``) and ``scales`` (per scale, dotted overrides of ``base``; a scale's own ``grid`` replaces the
-top-level one). ``Experiment.expand`` merges base <- scale <- cell <- command line for the selected cells
+top-level one). A cell may set ``task`` too, so that one experiment compares protocols (Sec. 4.6: masked
+patch prediction, supervised pre-training and training from scratch); such a cell's config keeps only
+the sections its protocol reads (``spec.sections_of_task``: ``mpp`` goes to an mpp cell, ``optim`` to a
+pretrain cell, ``init`` to a finetune cell). ``Experiment.expand`` merges base <- scale <- cell <- command line for the selected cells
 and validates each (``spec.validate_run_config``). YAML is read as YAML 1.2 reads numbers: ``1e-3`` is a
 float (PyYAML's YAML 1.1 leaves it a string).
 
@@ -265,7 +268,7 @@ class Experiment:
         """The runs of ``scale`` (default ``default_scale``): base <- scale overrides <- grid cell <-
         command-line ``overrides``, for the grid cells ``cells`` (0-based, each once; None: all). Only those
         are validated (``spec.validate_run_config``); raises ``ExperimentError`` naming where."""
-        from .spec import TASKS, validate  # the typed validation imports torch and Lightning
+        from .spec import TASKS, sections_of_task, validate  # the typed validation imports torch and Lightning
 
         if self.task not in TASKS:
             raise ExperimentError(f"{self.path}: key 'task': {self.task!r} is not one of {', '.join(TASKS)}")
@@ -294,14 +297,19 @@ class Experiment:
                 raise ExperimentError(f"{self.path}: scale {scale}, grid[{i}]: key {lacking[0]!r} is missing: report "
                                       f"{self.report['kind']!r} tells cells apart by {', '.join(needed)}, so every "
                                       f"cell sets them")
-            cfg = self._apply(base, cell, f"grid[{i}]")
-            cfg = self._apply(cfg, overrides or {}, "command line")
             where = f"scale {scale}, grid[{i}]" if len(grid) > 1 else f"scale {scale}"
+            task = cell.get("task", self.task)
+            if task not in TASKS:
+                raise ExperimentError(f"{self.path}: {where}: key 'task': {task!r} is not one of {', '.join(TASKS)}")
+            cfg = self._apply(base, {k: v for k, v in cell.items() if k != "task"}, f"grid[{i}]")
+            cfg = self._apply(cfg, overrides or {}, "command line")
+            if "task" in cell:
+                cfg = sections_of_task(cfg, task)
             try:
-                cfg, typed = validate(cfg, where, self.task)
+                cfg, typed = validate(cfg, where, task)
             except ExperimentError as e:
                 raise ExperimentError(f"{self.path}: {e}") from None
-            runs.append(RunSpec(self.name, scale, {k.split(".")[-1]: v for k, v in cell.items()}, cfg, self.task,
+            runs.append(RunSpec(self.name, scale, {k.split(".")[-1]: v for k, v in cell.items()}, cfg, task,
                                 overrides=dict(overrides or {}), sections=typed))
         return runs
 

@@ -116,6 +116,14 @@ def _refuse_class_paths(value, where: str, key: str = "") -> None:
             _refuse_class_paths(v, where, f"{key}[{i}]")
 
 
+def sections_of_task(cfg: dict, task: str) -> dict:
+    """``cfg`` less the sections that only other protocols read (a grid cell that sets ``task``: the
+    experiment's base holds every arm's sections). A section no protocol knows is kept, so a misspelt
+    one is still refused by ``validate``."""
+    known = {s for p in PROTOCOLS.values() for s in p.sections}
+    return {k: v for k, v in cfg.items() if k in PROTOCOLS[task].sections or k not in known}
+
+
 def validate(cfg: dict, where: str, task: str = "pretrain") -> tuple[dict, dict[str, Any]]:
     """Check one complete run config of ``task``; return ``(resolved, typed)``: the config with defaults
     filled for data, eval and optim (mpp for the mpp task), and for init/finetune/fewshot_callback when
@@ -237,4 +245,4 @@ def validate_run_config(cfg: dict, where: str, task: str = "pretrain") -> dict:
     return validate(cfg, where, task)[0]
 
 
-__all__ = ["ExperimentError", "TASKS", "validate", "validate_run_config"]
+__all__ = ["ExperimentError", "TASKS", "sections_of_task", "validate", "validate_run_config"]

@@ -39,6 +39,7 @@ REPORT_KINDS: dict[str, ReportKind] = {
     "pool_curves": ReportKind("pool_curves", ("pool", "lr")),
     "optimizer_table7": ReportKind("optimizer", ("optimizer",)),
     "model_scaling": ReportKind("model_scaling"),
+    "mpp_comparison": ReportKind("mpp_comparison", ("task",)),
 }
 
 
