@@ -49,6 +49,23 @@ def test_distance_of_a_random_model_is_the_random_twins():
     np.testing.assert_allclose(arrays["trained"], arrays["random"], rtol=1e-5)
 
 
+def test_distance_of_a_hybrid_beside_a_vit_is_one_row_each_over_its_own_patch_grid(tmp_path):
+    torch.manual_seed(0)
+    hybrid = inspection.Subject(create_model("R50+ViT-C/8", depth=2, resnet_layers=(1, 1), num_classes=10).eval(),
+                                "hybrid", {}, "none", None)
+    npz, png, md = inspection.analyze("distance", [subject(), hybrid], tmp_path, "fig11", "vitrepro analyze test",
+                                      images=4)
+    arrays, meta = inspection.load_measures(npz)
+    assert {k: v.shape for k, v in arrays.items()} == {"trained": (2, 4), "random": (2, 4), "trained_1": (2, 4),
+                                                       "random_1": (2, 4)}
+    assert meta["labels"] == ["tiny", "hybrid"] and meta["patch_pxs"] == [4, 8]
+    assert (arrays["trained_1"] <= 8 * 2 ** 0.5 * 3).all()  # a 4x4 grid of 8-pixel patches: at most the diagonal
+    text = md.read_text()
+    assert "per layer of tiny" in text and "per layer of hybrid" in text and png.stat().st_size > 5_000
+    with pytest.raises(ValueError, match="different image sizes"):
+        inspection.measure("distance", [subject(), subject(img_size=64)])
+
+
 def test_posemb_of_an_every_layer_model_has_one_table_per_layer():
     arrays, _ = inspection.measure("posemb", [subject(posemb_placement="every_layer"), subject()])
     assert sorted(arrays) == ["s0_layer0", "s0_layer1", "s1_stem"]
@@ -68,8 +85,8 @@ def test_analyze_command_on_a_run_and_its_errors(pretrained_run, tmp_path, capsy
     md = tmp_path / "analysis" / f"rollout_{pretrained_run.name}.md"
     text = md.read_text()
     assert "trained by `vitrepro run" in text and "bundled sample" in text
-    assert main(["analyze", "distance", str(pretrained_run), str(pretrained_run), "--results-dir", str(tmp_path)]) == 2
-    assert "only posemb takes several" in capsys.readouterr().err
+    assert main(["analyze", "rollout", str(pretrained_run), str(pretrained_run), "--results-dir", str(tmp_path)]) == 2
+    assert "posemb and distance take several" in capsys.readouterr().err
     assert main(["analyze", "filters", str(tmp_path), "--results-dir", str(tmp_path)]) == 2
     assert "no config.yaml" in capsys.readouterr().err
 

@@ -8,8 +8,9 @@ wall time):
 - ``filters``: Figure 7 left, the first 28 principal components of the patch-embedding filters;
 - ``posemb``: Figure 7 centre, the cosine similarity of each patch's position embedding to every other's,
   one mosaic per table (the stem's, or each layer's for the every-layer placement), one row per run;
-- ``distance``: Figure 7 right (and Figure 11), the mean attention distance of each head against network
-  depth, the trained model beside a randomly initialized one of the same architecture;
+- ``distance``: Figure 7 right, the mean attention distance of each head against network depth, the
+  trained model beside a randomly initialized one of the same architecture; several models one row each
+  (Figure 11: the hybrid beside the ViT);
 - ``rollout``: Figure 6, attention rollout maps of the class token over test images.
 
 The measures are ``vitrepro.evaluation.inspection_measures``; models of the uniform API (ViT and hybrids: ours, converted timm
@@ -166,8 +167,9 @@ def measure(kind: str, subjects: list[Subject], images: int = 8, data: dict[str,
     ``ValueError`` for an unknown kind, several models for a kind that takes one, or no table to show."""
     if kind not in KINDS:
         raise ValueError(f"analyze: unknown kind {kind!r} (allowed: {', '.join(KINDS)})")
-    if kind != "posemb" and len(subjects) != 1:
-        raise ValueError(f"analyze {kind}: takes one run or checkpoint, got {len(subjects)} (only posemb takes several)")
+    if kind not in ("posemb", "distance") and len(subjects) != 1:
+        raise ValueError(f"analyze {kind}: takes one run or checkpoint, got {len(subjects)} (posemb and distance "
+                         f"take several)")
     meta: dict[str, Any] = {"kind": kind, "labels": [s.label for s in subjects]}
     if kind == "filters":  # beside the random initialization's, as the rollout and distance figures
         return {"components": measures.embedding_filters_pca(subjects[0].model, 28).numpy(),
@@ -181,6 +183,9 @@ def measure(kind: str, subjects: list[Subject], images: int = 8, data: dict[str,
             raise ValueError("analyze posemb: none of the models has a position-embedding table (none, relative)")
         return arrays, meta
     s = subjects[0]
+    sizes = {t.model.cfg.img_size for t in subjects}
+    if len(sizes) > 1:
+        raise ValueError(f"analyze {kind}: the models take different image sizes {sorted(sizes)}; give models of one size")
     data = {**s.data, **(data or {})}
     x, meta["data"] = eval_images(data, images if kind == "rollout" else max(images, 64), s.model.cfg.img_size)
     meta.update(images=len(x), img_size=int(x.shape[-1]), patch_px=pixel_patch(s.model))
@@ -190,9 +195,13 @@ def measure(kind: str, subjects: list[Subject], images: int = 8, data: dict[str,
         random_maps = measures.rollout_map(attentions_of(random_twin(s.model), x), grid)
         pixels = denormalize(x).permute(0, 2, 3, 1)
         return {"images": pixels.numpy(), "maps": maps.numpy(), "random_maps": random_maps.numpy()}, meta
-    trained = measures.mean_attention_distance(attentions_of(s.model, x), grid, meta["patch_px"])
-    rand = measures.mean_attention_distance(attentions_of(random_twin(s.model), x), grid, meta["patch_px"])
-    return {"trained": trained.numpy(), "random": rand.numpy()}, meta
+    arrays = {}
+    meta["patch_pxs"] = [pixel_patch(t.model) for t in subjects]
+    for i, t in enumerate(subjects):  # the first model's keys are "trained" and "random", as before several
+        px, g, suffix = pixel_patch(t.model), t.model.cfg.grid_size, f"_{i}" if i else ""
+        arrays[f"trained{suffix}"] = measures.mean_attention_distance(attentions_of(t.model, x), g, px).numpy()
+        arrays[f"random{suffix}"] = measures.mean_attention_distance(attentions_of(random_twin(t.model), x), g, px).numpy()
+    return arrays, meta
 
 
 def _short(data_text: str) -> str:
@@ -243,25 +252,31 @@ def plot_posemb(arrays: dict[str, np.ndarray], meta: dict[str, Any]):
 
 
 def plot_distance(arrays: dict[str, np.ndarray], meta: dict[str, Any]):
-    fig = _figure(6.0, 2.6)
-    axes = fig.subplots(1, 2, sharey=True)
-    for ax, dist, what in zip(axes, (arrays["trained"], arrays["random"]),
-                              ("trained: " + meta["labels"][0], "random initialization")):
-        L, H = dist.shape
-        for h in range(H):
-            ax.scatter(np.arange(L) + 0.08 * (h - H / 2), dist[:, h], s=8, label=f"head {h + 1}")
-        ax.set_xticks(range(L), [str(i + 1) for i in range(L)])
-        ax.set_xlabel("network depth (layer)", fontsize=8)
-        ax.set_title(what, fontsize=7)
-        ax.tick_params(labelsize=7)
-    g = meta["img_size"] // meta["patch_px"]
-    uniform = measures.uniform_attention_distance(g, meta["patch_px"])
-    for ax in axes:
-        ax.axhline(uniform, ls="--", lw=0.8, color="grey", label=f"uniform attention ({uniform:.1f} px)")
-    axes[0].set_ylabel("mean attention distance (pixels)", fontsize=8)
-    axes[1].legend(fontsize=5, loc="lower right", ncol=2)
+    """One row a model (Figure 11: several): its trained heads beside its random initialization's, with the
+    distance of uniform attention over its own patch grid."""
+    n = len(meta["labels"])
+    pxs = meta.get("patch_pxs") or [meta["patch_px"]]
+    fig = _figure(6.0, 2.3 * n + 0.3)
+    axes = fig.subplots(n, 2, sharey=True, squeeze=False)
+    for i, (row, label, px) in enumerate(zip(axes, meta["labels"], pxs)):
+        suffix = f"_{i}" if i else ""
+        for ax, dist, what in zip(row, (arrays[f"trained{suffix}"], arrays[f"random{suffix}"]),
+                                  ("trained: " + label, "random initialization")):
+            L, H = dist.shape
+            for h in range(H):
+                ax.scatter(np.arange(L) + 0.08 * (h - H / 2), dist[:, h], s=8, label=f"head {h + 1}")
+            ax.set_xticks(range(L), [str(j + 1) for j in range(L)])
+            ax.set_xlabel("network depth (layer)", fontsize=8)
+            ax.set_title(what, fontsize=7)
+            ax.tick_params(labelsize=7)
+        uniform = measures.uniform_attention_distance(meta["img_size"] // px, px)
+        for ax in row:
+            ax.axhline(uniform, ls="--", lw=0.8, color="grey", label=f"uniform attention ({uniform:.1f} px)")
+        row[0].set_ylabel("mean attention distance (pixels)", fontsize=8)
+        row[1].legend(fontsize=5, loc="lower right", ncol=2)
+    patches = ", ".join(f"{p}" for p in pxs)
     fig.suptitle(f"{PANELS['distance']}\n{meta['images']} test images at {meta['img_size']}x{meta['img_size']} "
-                 f"({_short(meta['data'])}); patches of {meta['patch_px']} pixels", fontsize=7)
+                 f"({_short(meta['data'])}); patches of {patches} pixels", fontsize=7)
     return fig
 
 
@@ -344,11 +359,12 @@ def analyze(kind: str, subjects: list[Subject], out_dir: Path, name: str, comman
     lines += ["", f"Hardware: {hardware_description()}; wall time {time.time() - t0:.1f} s. Numbers: `{npz.name}` "
               "(`vitrepro figures` redraws the figure from them)."]
     if kind == "distance":
-        tr, rd = arrays["trained"], arrays["random"]
-        lines += ["", "Mean attention distance (pixels) per layer, mean over heads [min-max]:", "",
-                  "| layer | trained | random init |", "|---|---|---|"]
-        lines += [f"| {i + 1} | {tr[i].mean():.2f} [{tr[i].min():.2f}-{tr[i].max():.2f}] | "
-                  f"{rd[i].mean():.2f} [{rd[i].min():.2f}-{rd[i].max():.2f}] |" for i in range(len(tr))]
+        for i, subject in enumerate(subjects):
+            tr, rd = arrays["trained" + (f"_{i}" if i else "")], arrays["random" + (f"_{i}" if i else "")]
+            lines += ["", f"Mean attention distance (pixels) per layer of {subject.label}, mean over heads [min-max]:", "",
+                      "| layer | trained | random init |", "|---|---|---|"]
+            lines += [f"| {j + 1} | {tr[j].mean():.2f} [{tr[j].min():.2f}-{tr[j].max():.2f}] | "
+                      f"{rd[j].mean():.2f} [{rd[j].min():.2f}-{rd[j].max():.2f}] |" for j in range(len(tr))]
     write_text(md, "\n".join(lines) + "\n")
     return [npz, png, md]
 
