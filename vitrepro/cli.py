@@ -178,6 +178,9 @@ def _build_parser() -> argparse.ArgumentParser:
     an.add_argument("--results-dir", default=os.environ.get(RESULTS_ENV) or DEFAULT_RESULTS,
                     help=f"figures go to <results-dir>/analysis/ (default ${RESULTS_ENV} or {DEFAULT_RESULTS}; "
                          "the committed figures: results)")
+    ex = sub.add_parser("export", help="write a run's trained network as <run>/weights.safetensors (weights and "
+                        "architecture, no pickle), so a clone without checkpoints can analyze it")
+    ex.add_argument("runs", nargs="+", help="run directories of `vitrepro run` that hold their checkpoint")
     figs = sub.add_parser("figures", help="redraw every report, table and figure from results (no training)")
     figs.add_argument("--results-dir", default=None, help="the results to redraw (default: the committed results/ "
                       "beside --experiments)")
@@ -372,6 +375,22 @@ def cmd_analyze(args, extra: list[str], argv: list[str]) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    """``vitrepro export RUN...``: each run's network (``RunDir.checkpoint``: pre-trained, else fine-tuned) as
+    ``<run>/weights.safetensors`` (``models.checkpoint.export_weights``)."""
+    from .models.checkpoint import export_weights
+    from .rundir import RunDir
+
+    for run in args.runs:
+        folder = RunDir(run)
+        source = folder.checkpoint()
+        if source == folder.weights:
+            raise ValueError(f"{run}: has only its exported {folder.weights.name}; the checkpoint it came from is gone")
+        out = export_weights(source, folder.weights)
+        print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB) from {source.name}")
+    return 0
+
+
 def _checkout() -> Path:
     """The folder holding ``experiments/``: the working directory or the nearest folder above it (as git
     finds its repository). Raises ``FileNotFoundError`` when there is none."""
@@ -475,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_compare(args)
         if args.command == "figures":
             return cmd_figures(args)
+        if args.command == "export":
+            return cmd_export(args)
         return cmd_report(args) if args.command == "report" else cmd_models(args)
     except (ValueError, OSError) as e:  # ExperimentError is a ValueError; OSError: a missing, full or read-only path
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)

@@ -5,6 +5,8 @@ of its files in one place. Light (no torch): reports and ``collect`` read run fo
   ``record.json``               the run's record (``experiments/records.py``)
   ``checkpoints/last.ckpt``     the trained network (pre-training), written every interval and at the end
   ``checkpoints/finetuned.ckpt``  the fine-tuned network (the final fit of the Table 4 protocol)
+  ``weights.safetensors``       the trained network's weights alone with its architecture (``vitrepro export``:
+                                committed for the runs the committed inspection figures draw; no pickle)
   ``logs/metrics.csv``          the step log; ``finetune/`` the fine-tuning logs
 """
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 CONFIG = "config.yaml"
 LAST = "last.ckpt"
 FINETUNED = "finetuned.ckpt"
+WEIGHTS = "weights.safetensors"
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,11 @@ class RunDir:
     def finetuned(self) -> Path:
         """The fine-tuned network (``checkpoints/finetuned.ckpt``)."""
         return self.checkpoints / FINETUNED
+
+    @property
+    def weights(self) -> Path:
+        """The exported weights (``weights.safetensors``: ``vitrepro export``), committed where a figure needs them."""
+        return self.path / WEIGHTS
 
     @property
     def config_file(self) -> Path:
@@ -68,11 +76,11 @@ class RunDir:
 
     def checkpoint(self) -> Path:
         """The network the run produced: ``last.ckpt`` (pre-training), else ``finetuned.ckpt`` (a run that
-        only fine-tunes). Raises ``FileNotFoundError`` when ``path`` is not a run folder, or when it has no
+        only fine-tunes), else the exported ``weights.safetensors`` (a fresh clone's committed runs). Raises ``FileNotFoundError`` when ``path`` is not a run folder, or when it has no
         checkpoint, naming what to do: checkpoints are not committed, so a fresh clone's run folders hold
         records and logs only; a run that finished before fine-tuned runs kept one must be trained again."""
         saved = self.read_config(need_config=False)
-        for path in (self.last, self.finetuned):
+        for path in (self.last, self.finetuned, self.weights):
             if path.is_file():
                 return path
         command = saved.get("command", "vitrepro run ...")
@@ -82,8 +90,8 @@ class RunDir:
             raise FileNotFoundError(f"{self.path} has no checkpoint: it finished before fine-tuned runs kept one "
                                     f"(checkpoints/{FINETUNED}); move the folder away and `{command} --results-dir "
                                     f"{results}` trains it again")
-        raise FileNotFoundError(f"{self.path} has no checkpoints/{LAST} (checkpoints are not committed): "
+        raise FileNotFoundError(f"{self.path} has no checkpoints/{LAST} nor {WEIGHTS} (checkpoints are not committed): "
                                 f"`{command}` writes it, with --results-dir {results} to put it here")
 
 
-__all__ = ["RunDir", "CONFIG", "LAST", "FINETUNED"]
+__all__ = ["RunDir", "CONFIG", "LAST", "FINETUNED", "WEIGHTS"]

@@ -15,6 +15,7 @@ Source: vit_jax ``checkpoint.py`` (one module for checkpoint I/O), timm ``_load_
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pickle
 import re
@@ -60,11 +61,40 @@ def checkpoint_model_spec(path: str | Path) -> dict[str, Any] | None:
     (older checkpoints, timm and ``.npz`` files). Reads the file memory-mapped, weights_only. Raises
     ``ValueError`` naming the file when it cannot be read (empty, truncated)."""
     path = Path(path)
+    if path.suffix.lower() == ".safetensors" and path.is_file():  # ours (export_weights) carry it as metadata
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), "pt") as f:
+                text = (f.metadata() or {}).get(MODEL_KEY)
+        except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for a bad header
+            raise _unreadable(path, e) from None
+        return dict(json.loads(text)) if text else None
     if path.suffix.lower() != ".ckpt" or not path.is_file():
         return None
     obj = _torch_load(path, mmap=True)
     spec = obj.get(MODEL_KEY) if isinstance(obj, Mapping) else None
     return dict(spec) if spec else None
+
+
+def export_weights(checkpoint: str | Path, out: str | Path) -> Path:
+    """Write the network of our ``checkpoint`` (a ``.ckpt``) as ``out`` (``.safetensors``): its state_dict in
+    our names, fp32, with ``model_spec`` as JSON metadata under ``MODEL_KEY``, so that ``resolve_weights``
+    rebuilds its whole architecture from it and nothing in it is pickled. Written to a temporary file and
+    renamed into place. Returns ``out``. Raises ``ValueError`` for a checkpoint without a model description."""
+    from safetensors.torch import save_file
+
+    checkpoint, out = Path(checkpoint), Path(out)
+    spec = checkpoint_model_spec(checkpoint)
+    if spec is None:
+        raise ValueError(f"checkpoint {checkpoint} does not say which model it holds (no '{MODEL_KEY}' entry); "
+                         f"only checkpoints written by `vitrepro run` can be exported")
+    _, sd = _unwrap(_torch_load(checkpoint), checkpoint)
+    tmp = out.with_name(f".{out.name}.tmp")
+    save_file({k: v.detach().float().contiguous() if v.is_floating_point() else v.contiguous() for k, v in sd.items()},
+              str(tmp), metadata={MODEL_KEY: json.dumps(spec)})
+    os.replace(tmp, out)
+    return out
 
 
 #: Model fields a run sets apart from its starting checkpoint: the new training's regularization and head,
@@ -377,7 +407,7 @@ def _load_checkpoint(model: nn.Module, path: Path, label: str, skip_head: bool =
             loaded = load_file(str(path))
         except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for a bad header
             raise _unreadable(path, e) from None
-        kind, sd = _unwrap(loaded, path)
+        kind, sd = ("vitrepro", loaded) if checkpoint_model_spec(path) else _unwrap(loaded, path)
     else:
         kind, sd = _unwrap(_torch_load(path), path)
     what = {"lightning": "Lightning checkpoint", "vitrepro": "state_dict", "timm": "timm state_dict"}[kind]
@@ -552,7 +582,7 @@ def save_npz(model: nn.Module, path: str | os.PathLike, layout: str | None = Non
     np.savez(path, **to_npz_dict(model, layout))
 
 
-__all__ = ["MODEL_KEY", "TORCH_SUFFIXES", "CHECKPOINT_SUFFIXES", "CheckpointMismatchError", "CheckpointKeyError",
+__all__ = ["MODEL_KEY", "export_weights", "TORCH_SUFFIXES", "CHECKPOINT_SUFFIXES", "CheckpointMismatchError", "CheckpointKeyError",
            "LAYOUTS", "resolve_weights", "Weights", "architecture_of", "model_spec", "checkpoint_model_spec", "model_from_checkpoint", "load_pretrained",
            "describe_state_dict", "load_timm_state_dict", "load_state_dict_strict", "load_npz", "save_npz",
            "to_npz_dict"]
