@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .runs import failed_runs_markdown, load_scale, provenance, seed_stats, source_name, split_failed, write_md_png
+from .runs import (bars_with_seeds, failed_runs_markdown, load_scale, provenance, seed_stats, source_name, split_failed,
+                   write_md_png)
 
 #: The arms by protocol, in the paper's order.
 ARMS = {"finetune": "from scratch", "mpp": "masked patch prediction", "pretrain": "supervised pre-training"}
@@ -66,7 +67,6 @@ def mpp_markdown(table: pd.DataFrame, runs: pd.DataFrame, failed: pd.DataFrame, 
 
 def plot_arms(runs: pd.DataFrame, scale: str):
     """Fine-tuned top-1 (%) per arm, one dot a seed, the mean a bar."""
-    import seaborn as sns
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -75,11 +75,7 @@ def plot_arms(runs: pd.DataFrame, scale: str):
     fig = Figure(figsize=(4.6, 3.0), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    sns.barplot(data=part, x="arm", y="acc", order=order, errorbar=None, ax=ax, alpha=0.5)
-    sns.stripplot(data=part, x="arm", y="acc", order=order, ax=ax, size=5, color="k")
-    ax.set_xlabel("")
-    ax.set_ylabel("fine-tuned top-1, downstream (%)", fontsize=8)
-    ax.tick_params(labelsize=7)
+    bars_with_seeds(ax, part, "arm", "acc", order, "fine-tuned top-1, downstream (%)")
     fig.suptitle(f"Sec. 4.6 at scale {scale}; dots: training seeds", fontsize=8)
     return fig
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .runs import failed_runs_markdown, load_scale, provenance, seed_stats, source_name, split_failed, write_md_png
+from .runs import (bars_with_seeds, failed_runs_markdown, load_scale, provenance, seed_stats, source_name, split_failed,
+                   write_md_png)
 
 #: From-scratch ViTs on CIFAR-10 in the literature (test top-1 %), printed beside ours.
 LITERATURE = [("ViT 7 layers, D 384, 200 epochs, AutoAugment + label smoothing (omihub777/ViT-CIFAR)", 90.9),
@@ -85,7 +86,6 @@ def recipe_markdown(table: pd.DataFrame, runs: pd.DataFrame, failed: pd.DataFram
 
 def plot_recipes(runs: pd.DataFrame, table: pd.DataFrame, scale: str):
     """Test top-1 (%) per recipe: one dot a training seed, the mean as a bar. A matplotlib Figure (Agg)."""
-    import seaborn as sns
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -94,13 +94,9 @@ def plot_recipes(runs: pd.DataFrame, table: pd.DataFrame, scale: str):
     fig = Figure(figsize=(4.6, 3.6), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    sns.barplot(data=runs, x="recipe", y="top1_pct", order=order, errorbar=None, ax=ax, color="#c8d3e6")
-    sns.stripplot(data=runs, x="recipe", y="top1_pct", order=order, ax=ax, color="#1f3b73", size=5, jitter=0.1)
+    bars_with_seeds(ax, runs, "recipe", "top1_pct", order, "test top-1 (%)")
     low = runs["top1_pct"].min()
     ax.set_ylim(max(0, low - 10), min(100, runs["top1_pct"].max() + 5))
-    ax.set_xlabel("")
-    ax.set_ylabel("test top-1 (%)", fontsize=8)
-    ax.tick_params(labelsize=7)
     ax.set_title(f"From-scratch {runs['model'].iloc[0]} on CIFAR-10, scale {scale}\n(dots: training seeds)", fontsize=8)
     return fig
 

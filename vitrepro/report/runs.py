@@ -99,11 +99,22 @@ def write_md_png(out_dir: Path, stem: str, text: str, figure) -> list[Path]:
     return [md, png]
 
 
+def bars_with_seeds(ax, data: pd.DataFrame, x: str, y: str, order: list[str], ylabel: str) -> None:
+    """On ``ax``: one bar a category of ``x`` (the mean of ``y``), one dot a run (a training seed)."""
+    import seaborn as sns
+
+    sns.barplot(data=data, x=x, y=y, order=order, errorbar=None, ax=ax, color="#c8d3e6")
+    sns.stripplot(data=data, x=x, y=y, order=order, ax=ax, color="#1f3b73", size=5, jitter=0.1)
+    ax.set_xlabel("")
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.tick_params(labelsize=7)
+
+
 def split_failed(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(finished, failed)`` rows (a table without a status column: all finished)."""
     status = runs["status"] if "status" in runs.columns else pd.Series("finished", index=runs.index)
     return runs[status == "finished"].reset_index(drop=True), runs[status == "failed"].reset_index(drop=True)
 
 
-__all__ = ["failed_runs_markdown", "load_scale", "one_configuration", "provenance", "seed_stats", "source_name",
+__all__ = ["bars_with_seeds", "failed_runs_markdown", "load_scale", "one_configuration", "provenance", "seed_stats", "source_name",
            "split_failed", "write_md_png"]
