@@ -11,7 +11,10 @@ In order, each given what is left of the budget:
    R50+ViT-B/16@224, ours against timm's same model, compiled, bf16, and the input path alone (with and
    without the from-scratch recipe); its rows are appended to ``--results`` (default ``results/benchmarks``)
    with the GPU's name, and copied to ``OUT/gpu_throughput.csv``;
-4. timed training of the local from-scratch recipe (``experiments/cifar10_from_scratch.yaml --scale local
+4. ``benchmarks/inference_scaling.py`` (Figure 12): inference images/s and the largest batch that fits,
+   ViT-B/16, ViT-B/32, R50x1 and R50+ViT-B/16 at 64-512 px, within a tenth of what is left (at most 2
+   minutes): its rows appended beside the throughput's, its figure copied to ``OUT/inference_scaling.png``;
+5. timed training of the local from-scratch recipe (``experiments/cifar10_from_scratch.yaml --scale local
    --cell 2``, ViT-S/4, seed 0) for the time left (Lightning's ``max_time``), then its test top-1:
    ``OUT/runs/`` (the run; re-running the suite resumes it), ``OUT/training_curve.csv`` and ``.png`` (dev
    top-1 against training time: the step of each validation times the run's mean seconds a step).
@@ -33,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: What ``--tiny`` runs instead (CPU, seconds): the throughput smoke and the smoke scale of the recipe.
 TINY_THROUGHPUT = ["--device", "cpu", "--models", "ViT-C/4@32", "--batch", "4", "--steps", "1", "--warmup", "1",
                    "--no-compile", "--fp32", "--input-batches", "3", "--workers", "0"]
+#: What ``--tiny`` runs of the Figure 12 benchmark.
+TINY_INFERENCE = ["--device", "cpu", "--models", "ViT-C/4", "--sizes", "32", "--seconds-per-point", "2", "--max-batch", "8"]
 #: Seconds kept back at the end of the budget for the final evaluation and the summary.
 RESERVE_S = 60
 
@@ -175,6 +180,14 @@ def main(argv: list[str] | None = None) -> int:
         bench_rows = pd.read_csv(bench_csv).iloc[before:]
         bench_rows.to_csv(out / "gpu_throughput.csv", index=False)
     print(f"gpu_throughput.py: {steps['gpu_throughput.py'][0]}", flush=True)
+
+    figure12_s = min(120.0, 0.1 * (left() - RESERVE_S))
+    inference_args = TINY_INFERENCE if args.tiny else ["--seconds-per-point", f"{max(1.0, (figure12_s - 20) / 20):.1f}"]
+    steps["inference_scaling.py"] = run_step([py, "benchmarks/inference_scaling.py", *inference_args, "--out", str(results)],
+                                             out / "inference_scaling.log", figure12_s + 60)
+    if (results / "inference_scaling.png").exists():
+        shutil.copy(results / "inference_scaling.png", out / "inference_scaling.png")
+    print(f"inference_scaling.py: {steps['inference_scaling.py'][0]}", flush=True)
 
     train_s = int(left() - RESERVE_S)
     train = {}
