@@ -92,8 +92,8 @@ def load_subject(source: str | None, model_name: str | None = None, checkpoint: 
 
 
 def run_label(config: dict[str, Any]) -> str:
-    """A run's model and budget as a figure's legend names it, e.g. ``ViT-C/4 depth=12, 500 steps of 128
-    (4,000 images, seed 0)``: never its run id."""
+    """A run's model, budget and learning rate as a figure's legend names it, e.g. ``ViT-C/4 depth=12, 500
+    steps of 128 at lr 0.001 (4,000 images, seed 0)``: never its run id."""
     from ..experiments.records import section_label
     from ..models.checkpoint import TRAINING_FIELDS
 
@@ -101,8 +101,9 @@ def run_label(config: dict[str, Any]) -> str:
     model = section_label(fields) if fields.get("name") else "model"
     trainer, data = config.get("trainer") or {}, config.get("data") or {}
     steps = trainer.get("max_steps")
+    lr = (config.get("optim") or config.get("mpp") or {}).get("lr")
     budget = (f"{steps} steps" if steps not in (None, -1) else f"{trainer.get('max_epochs')} epochs") + \
-        f" of {data.get('batch_size', '?')}"
+        f" of {data.get('batch_size', '?')}" + (f" at lr {lr:g}" if isinstance(lr, (int, float)) else "")
     extra = [f"{data['train_size']:,} images" if data.get("train_size") else None, f"seed {config.get('seed', 0)}"]
     return f"{model}, {budget} ({', '.join(e for e in extra if e)})"
 
