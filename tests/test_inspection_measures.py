@@ -99,3 +99,15 @@ def test_the_first_principal_component_is_the_filters_common_direction():
     assert abs(corr) > 0.999
     with pytest.raises(ValueError, match="k=49"):
         embedding_filters_pca(model, k=49)
+
+
+def test_neighbourhood_similarity_reads_a_tables_rows_columns_and_neighbours():
+    from vitrepro.evaluation.inspection_measures import neighbourhood_similarity
+
+    g = 4
+    rows = torch.eye(g).repeat_interleave(g, dim=0)  # each patch's embedding: one-hot of its row
+    table = torch.nn.functional.normalize(rows, dim=-1)
+    sim = (table @ table.T).reshape(g, g, g, g)
+    st = neighbourhood_similarity(sim)
+    assert st["same_row"] == 1.0 and st["same_column"] == 0.0
+    assert st["neighbours"] > st["others"] > 0.0  # half the neighbours share the row; few others do

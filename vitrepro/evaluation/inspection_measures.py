@@ -111,6 +111,21 @@ def posemb_similarity(model: nn.Module) -> dict[str, torch.Tensor]:
     return tables
 
 
+def neighbourhood_similarity(sim: torch.Tensor) -> dict[str, float]:
+    """How much grid topology a position-embedding similarity ``sim`` (gh, gw, gh, gw) holds: the mean cosine
+    similarity of each patch to its 4 neighbours (``neighbours``), to every other patch (``others``), to the
+    other patches of its row (``same_row``) and of its column (``same_column``), the patch itself left out.
+    Figure 7's JFT-trained table: neighbours near 1, others near 0, rows and columns bright."""
+    gh, gw = sim.shape[:2]
+    r = torch.arange(gh).view(gh, 1, 1, 1)
+    c = torch.arange(gw).view(1, gw, 1, 1)
+    r2, c2 = r.view(1, 1, gh, 1), c.view(1, 1, 1, gw)
+    hops = (r - r2).abs() + (c - c2).abs()
+    other = hops > 0
+    masks = {"neighbours": hops == 1, "others": hops > 1, "same_row": other & (r == r2), "same_column": other & (c == c2)}
+    return {k: float(sim[m.expand_as(sim)].mean()) for k, m in masks.items()}
+
+
 def embedding_filters_pca(model: nn.Module, k: int = 28) -> torch.Tensor:
     """The first ``k`` principal components of the patch-embedding filters as RGB images, (k, 3, P, P),
     each scaled to [0, 1] (Figure 7 left). The filters are the D rows of the linear patch embedding, each
@@ -130,4 +145,5 @@ def embedding_filters_pca(model: nn.Module, k: int = 28) -> torch.Tensor:
 
 
 __all__ = ["mean_attention_distance", "uniform_attention_distance", "attention_rollout", "rollout_map", "posemb_similarity",
+           "neighbourhood_similarity",
            "embedding_filters_pca"]

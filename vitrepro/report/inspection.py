@@ -234,7 +234,7 @@ def plot_posemb(arrays: dict[str, np.ndarray], meta: dict[str, Any]):
     labels = meta["labels"]
     rows = [[(k.split("_", 1)[1], v) for k, v in arrays.items() if k.startswith(f"s{i}_")] for i in range(len(labels))]
     cols = max(len(r) for r in rows)
-    fig = _figure(min(max(1.6 * cols + 0.8, 4.0), 10), 1.75 * len(labels) + 0.6)
+    fig = _figure(min(max(1.6 * cols + 0.8, 6.0), 10), 1.75 * len(labels) + 0.6)
     axes = fig.subplots(len(labels), cols, squeeze=False)
     im = None
     for ax_row, label, tables in zip(axes, labels, rows):
@@ -247,7 +247,8 @@ def plot_posemb(arrays: dict[str, np.ndarray], meta: dict[str, Any]):
             g = sim.shape[0]
             ax.set_title(f"{label}\n{name} table ({g}x{g} patches)" if ax is ax_row[0] else f"{name} table", fontsize=6)
     if im is not None:
-        fig.colorbar(im, ax=axes, shrink=0.6, label="cosine similarity")
+        fig.colorbar(im, ax=axes, shrink=0.6, location="bottom", aspect=30, label="cosine similarity",
+                     ticks=[-1, -0.5, 0, 0.5, 1])
     fig.suptitle(f"{PANELS['posemb']}\ntile (i, j): patch (i, j)'s similarity to every patch", fontsize=8)
     return fig
 
@@ -359,6 +360,15 @@ def analyze(kind: str, subjects: list[Subject], out_dir: Path, name: str, comman
         lines += ["", f"Data: {meta['data']}"]
     lines += ["", f"Hardware: {hardware_description()}; wall time {time.time() - t0:.1f} s. Numbers: `{npz.name}` "
               "(`vitrepro figures` redraws the figure from them)."]
+    if kind == "posemb":
+        lines += ["", "Grid topology of each table: mean cosine similarity of a patch's embedding to its 4 neighbours, "
+                  "to the other patches, to its row and to its column (itself left out):", "",
+                  "| model | table | neighbours | others | same row | same column |", "|---|---|---|---|---|---|"]
+        for key, sim in arrays.items():
+            i, table = key[1:].split("_", 1)
+            st = measures.neighbourhood_similarity(torch.from_numpy(sim))
+            lines.append(f"| {subjects[int(i)].label} | {table} | {st['neighbours']:.3f} | {st['others']:.3f} | "
+                         f"{st['same_row']:.3f} | {st['same_column']:.3f} |")
     if kind == "distance":
         for i, subject in enumerate(subjects):
             tr, rd = arrays["trained" + (f"_{i}" if i else "")], arrays["random" + (f"_{i}" if i else "")]
