@@ -26,7 +26,8 @@ count as well as what it fills: a batch that fits is a lower bound of what the m
         --max-batch 8                                             # the smoke (tests)
 
 Prints a table, appends it with the hardware, command and versions to ``<out>/inference_scaling.csv``
-(default ``results/benchmarks``) and draws the two panels to ``<out>/inference_scaling.png``.
+(default ``results/benchmarks``) and draws the two panels to ``<out>/inference_scaling.png`` (``--redraw``
+draws them again from the CSV's last measurement, measuring nothing).
 """
 from __future__ import annotations
 
@@ -195,7 +196,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=2, help="timed forwards per batch that fits")
     p.add_argument("--fp32", action="store_true", help="no bf16 autocast on a GPU (a CPU runs fp32 always)")
     p.add_argument("--out", default="results/benchmarks")
+    p.add_argument("--redraw", action="store_true", help="measure nothing: draw <out>/inference_scaling.png again "
+                   "from the last measurement in <out>/inference_scaling.csv")
     args = p.parse_args(argv)
+    if args.redraw:
+        rows = pd.read_csv(Path(args.out) / "inference_scaling.csv")
+        last = rows[rows["measured_at"] == rows["measured_at"].iloc[-1]]
+        plot(last, Path(args.out) / "inference_scaling.png", last["hardware"].iloc[0], float(last["memory_gib"].iloc[0]))
+        return 0
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("error: no CUDA GPU here; use --device cpu", file=sys.stderr)

@@ -37,3 +37,16 @@ def test_the_search_stops_at_its_batch_cap_and_its_time_bound_and_says_so(vit):
     assert capped["images_per_s"] > 0 and capped["at_batch"] in (1, 2, 4)
     timed = search(vit, 32, CPU, 512 * MIB, max_batch=1 << 20, seconds=0.0, repeats=1, amp=contextlib.nullcontext())
     assert timed["largest_batch_bound"] == "time" and timed["first_batch_not_fitting"] is None
+
+
+@pytest.mark.slow  # a subprocess that imports torch
+def test_the_committed_figure_is_redrawn_from_its_csv(tmp_path):
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copy(root / "results" / "benchmarks" / "inference_scaling.csv", tmp_path)
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "inference_scaling.py"), "--redraw", "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "inference_scaling.png").stat().st_size > 10_000
