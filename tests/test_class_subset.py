@@ -51,3 +51,37 @@ def test_classes_enter_a_runs_identity_only_when_set_and_are_validated_before_tr
     assert cut.identity()["data"]["classes"] == [0, 1, 2, 3, 4] and cut.run_id != plain.run_id
     with pytest.raises(ExperimentError, match="classes"):
         exp.expand("smoke", {"data.classes": "dogs"}, cells=[0])
+
+
+def test_eval_on_downstream_probes_the_finetuning_classes_and_is_refused_without_a_finetune_section(monkeypatch):
+    from pathlib import Path
+
+    import torch
+
+    from vitrepro.experiments import Experiment, ExperimentError, protocols
+    from vitrepro.experiments.config_sections import EvalConfig
+    from vitrepro.models import create_model
+
+    exp = Experiment(Path(__file__).resolve().parents[1] / "experiments" / "compute_transfer.yaml")
+    plain = exp.expand("smoke", cells=[0])[0]
+    down = exp.expand("smoke", {"eval.on": "downstream"}, cells=[0])[0]
+    assert "on" not in plain.identity()["eval"] and down.run_id != plain.run_id  # committed ids kept at the default
+    with pytest.raises(ExperimentError, match=r"eval.on.*allowed: upstream, downstream"):
+        Experiment(Path(__file__).resolve().parents[1] / "experiments" / "few_shot.yaml").expand(
+            "smoke", {"eval.on": "downstream"}, cells=[0])
+    with pytest.raises(ExperimentError, match="upstream, downstream"):
+        exp.expand("smoke", {"eval.on": "sideways"}, cells=[0])
+
+    probed = []
+    monkeypatch.setattr(protocols, "evaluate_fewshot", lambda model, pool, pool_labels, feats, labels, n, **kw:
+                        probed.append((n, sorted(set(labels.tolist())))) or {"fewshot_1": 0.0})
+    cfg = {"data": {"dataset": "cifar10", "img_size": 32, "classes": [0, 1, 2]},
+           "finetune": {"data": {"classes": [3, 4, 5, 6, 7]}}}
+    up = ImageClassificationDataModule(**cfg["data"])
+    up.setup()
+    torch.manual_seed(0)
+    model = create_model("ViT-C/4", depth=1, num_classes=3, img_size=32).eval()
+    out = protocols.probe(model, up, cfg, EvalConfig(shots=[1], seeds=[0], on="downstream"))
+    assert probed == [(5, [0, 1, 2, 3, 4])] and 0 <= out["top1"] <= 1  # few-shot: 5 downstream classes; top-1: upstream head
+    protocols.probe(model, up, cfg, EvalConfig(shots=[1], seeds=[0]))
+    assert probed[-1] == (3, [0, 1, 2])

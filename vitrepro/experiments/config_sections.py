@@ -22,18 +22,27 @@ from .speed import SpeedConfig
 from .trainer import CheckpointConfig
 
 
+#: Where the few-shot probe runs (``EvalConfig.on``).
+EVAL_ON = ("upstream", "downstream")
+
+
 @dataclass
 class EvalConfig:
-    """Few-shot linear evaluation after training (big_vision ``fewshot_lsr`` defaults)."""
+    """Few-shot linear evaluation after training (big_vision ``fewshot_lsr`` defaults).
+
+    ``on``: the data the few-shot probe is fitted and scored on: ``upstream`` (the run's ``data``, the
+    pre-training task) or ``downstream`` (``data`` with ``finetune.data`` over it: the transfer task, as the
+    paper's few-shot numbers are, Sec. 4.1 "Metrics"; needs a ``finetune`` section)."""
 
     shots: list[int] = field(default_factory=lambda: [1, 5, 10, 25])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     l2_reg: float = 1024.0
     batch_size: int = 256
+    on: str = "upstream"
 
     def __post_init__(self):
         """Raises ``ValueError`` for no shots or seeds, a shot count < 1, an ``l2_reg`` that is not a finite
-        number >= 0, or a ``batch_size`` < 1."""
+        number >= 0, a ``batch_size`` < 1, or an ``on`` not in ``EVAL_ON``."""
         if not self.shots or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in self.shots):
             raise ValueError(f"shots={self.shots!r} is not allowed: expected a non-empty list of integers >= 1")
         if not self.seeds:
@@ -42,6 +51,8 @@ class EvalConfig:
             raise ValueError(f"l2_reg={self.l2_reg!r} is not allowed: expected a finite number >= 0")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"batch_size={self.batch_size!r} is not allowed: expected an integer >= 1")
+        if self.on not in EVAL_ON:
+            raise ValueError(f"on={self.on!r} is not allowed: expected one of {', '.join(EVAL_ON)}")
 
 
 @dataclass
@@ -107,6 +118,6 @@ def allowed_keys(cls) -> list[str]:
     return [n for n in inspect.signature(cls.__init__).parameters if n != "self"]
 
 
-__all__ = ["EvalConfig", "InitConfig", "FinetuneSection", "CheckpointConfig", "FINETUNE_TRAINER_CARRY",
+__all__ = ["EVAL_ON", "EvalConfig", "InitConfig", "FinetuneSection", "CheckpointConfig", "FINETUNE_TRAINER_CARRY",
            "FINETUNE_FIELDS", "FINETUNE_KEYS", "RUNNER_OWNED_TRAINER_KEYS", "SECTION_CLASSES", "CALLBACK_SKIP",
            "allowed_keys", "FewShotCallback"]

@@ -52,7 +52,8 @@ NOT_IN_ID = {"data": ("root", "download", "num_workers", "cache_in_memory", "eva
 LATER_KEYS = {"data": {"loader": ("cpu", ()),
                        "randaugment": (0, ("randaugment_magnitude", "randaugment_ops")),
                        "classes": (None, ())},
-              "optim": {"optimizer": ("adamw", ("momentum",))}}
+              "optim": {"optimizer": ("adamw", ("momentum",))},
+              "eval": {"on": ("upstream", ())}}
 
 
 def drop_later_defaults(section: dict[str, Any], name: str) -> None:
@@ -129,6 +130,7 @@ class RunSpec:
         for data in (cfg["data"], (cfg.get("finetune") or {}).get("data") or {}):
             drop_later_defaults(data, "data")
         drop_later_defaults(cfg.get("optim") or {}, "optim")
+        drop_later_defaults(cfg.get("eval") or {}, "eval")
         cfg["data"]["copy"] = self.data_ids.get("data") or f"root:{self.config['data'].get('root')}"
         ft = cfg.get("finetune")
         if ft:

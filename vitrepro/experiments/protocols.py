@@ -129,6 +129,25 @@ def evaluate(model: torch.nn.Module, dm: ImageClassificationDataModule, eval_cfg
     return {k: round(v, 5) for k, v in out.items()}
 
 
+def downstream_data(cfg: dict) -> ImageClassificationDataModule:
+    """The fine-tuning (transfer) data of a run, set up: ``data`` with ``finetune.data`` over it."""
+    target = ImageClassificationDataModule(**{**cfg["data"], **cfg["finetune"]["data"]})
+    target.setup()
+    return target
+
+
+def probe(model: torch.nn.Module, dm: ImageClassificationDataModule, cfg: dict, eval_cfg: EvalConfig,
+          top1: bool = True) -> dict:
+    """``evaluate`` after training: on the run's own data (``eval.on: upstream``), or the test top-1 of its
+    own head there and the few-shot probe on the fine-tuning data (``downstream``: ``data`` with
+    ``finetune.data`` over it, the transfer task)."""
+    if eval_cfg.on == "upstream":
+        return evaluate(model, dm, eval_cfg, top1=top1)
+    target = downstream_data(cfg)
+    return {**({"top1": evaluate_top1(model, dm, eval_cfg)} if top1 else {}),
+            **evaluate(model, target, eval_cfg, top1=False)}
+
+
 def evaluate_top1(model: torch.nn.Module, dm: ImageClassificationDataModule, eval_cfg: EvalConfig) -> float:
     """Test top-1 of ``model``'s own head (torchmetrics), a fraction rounded to 5 digits."""
     _, labels, logits = extract_features(model, dm.test_set, batch_size=eval_cfg.batch_size, with_logits=True)
@@ -184,7 +203,7 @@ def _train_from_scratch(ctx: RunContext, mpp: bool) -> Outcome | None:
                "images_seen": seen, "pretrain_flops": training_flops(fwd, seen),
                "pretrain_petaflops": round(training_flops(fwd, seen) / 1e15, 4),
                "images_per_s": round(seen / seconds, 1) if seconds > 0 else None,
-               **evaluate(task.model, dm, ctx.sections["eval"], top1=not mpp), **ft}
+               **probe(task.model, dm, cfg, ctx.sections["eval"], top1=not mpp), **ft}
     if ema is not None and ema.online_state is not None and not mpp:  # what the EMA added: the online weights' top-1
         online = copy.deepcopy(task)
         online.load_state_dict(ema.online_state)
@@ -222,8 +241,7 @@ def finetune(ctx: RunContext) -> Outcome | None:
     if not is_global_zero():
         return None
     ws = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
-    target = ImageClassificationDataModule(**{**cfg["data"], **cfg["finetune"]["data"]})
-    target.setup()
+    target = downstream_data(cfg)
     model = make(target.num_classes, target.img_size)  # the checkpoint, probed before fine-tuning
     metrics = {"params": sum(p.numel() for p in model.parameters()), "init": str(init_checkpoint(cfg)),
                **evaluate(model, target, ctx.sections["eval"], top1=False), **ft}

@@ -26,7 +26,7 @@ from ..tasks.recipe import EMAConfig, MixConfig
 from .experiment import ExperimentError, one_line as _one_line
 from .protocols import PROTOCOLS
 from .config_sections import (CALLBACK_SKIP, FINETUNE_FIELDS, FINETUNE_KEYS, RUNNER_OWNED_TRAINER_KEYS, SECTION_CLASSES,
-                       CheckpointConfig, EvalConfig, FewShotCallback, allowed_keys)
+                       EVAL_ON, CheckpointConfig, EvalConfig, FewShotCallback, allowed_keys)
 
 TASKS = tuple(PROTOCOLS)
 _RUN_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.][A-Za-z0-9_.-]*$")
@@ -216,6 +216,9 @@ def validate(cfg: dict, where: str, task: str = "pretrain") -> tuple[dict, dict[
                 typed[key] = cls(**values)
             except ValueError as e:
                 raise ExperimentError(f"{where}: key '{key}': {_one_line(e)}") from None
+    if "eval" in typed and typed["eval"].on == "downstream" and "finetune" not in cfg:
+        raise ExperimentError(f"{where}: key 'eval.on': 'downstream' probes the fine-tuning data and needs a "
+                              f"'finetune' section (allowed: {', '.join(EVAL_ON)}; upstream without one)")
     resolved = {"model": dict(cfg.get("model") or {}), **out, "trainer": trainer, "seed": seed}
     if "mpp" in present:
         resolved["mpp"] = parsed["mpp"].as_dict()
