@@ -57,3 +57,21 @@ def test_report_writes_the_table_the_comparison_and_figure_5(tmp_path):
     assert "BiT ahead at equal compute" in text and png.stat().st_size > 10_000
     with pytest.raises(ValueError, match="scales present: cpu"):
         compute.write_report(csv, None, tmp_path, "local")
+
+
+def test_the_report_names_the_transfer_task_its_runs_probed_and_fine_tuned_on(tmp_path):
+    import yaml
+
+    csv = tmp_path / "runs.csv"
+    runs = runs_table(vit=("ViT-C/4", 2, 0.45))
+    runs.to_csv(csv, index=False)
+    assert compute.downstream_classes(runs, csv) is None  # no config at hand: nothing claimed
+    (tmp_path / "runs" / "r0").mkdir(parents=True)
+    config = {"config": {"eval": {"on": "downstream"}, "finetune": {"data": {"classes": [5, 6, 7, 9]}}}}
+    (tmp_path / "runs" / "r0" / "config.yaml").write_text(yaml.safe_dump(config))
+    assert compute.downstream_classes(runs, csv) == "5-7,9"
+    md, _ = compute.write_report(csv, None, tmp_path, "cpu")
+    assert "the 5-shot probe and the fine-tuning on classes 5-7,9 of the same copy" in md.read_text()
+    config["config"]["eval"]["on"] = "upstream"  # probed on the pre-training data: not a transfer task
+    (tmp_path / "runs" / "r0" / "config.yaml").write_text(yaml.safe_dump(config))
+    assert compute.downstream_classes(runs, csv) is None

@@ -27,6 +27,10 @@ def test_data_set_names_are_written_in_full():
     assert data_set_name(desc) == "CIFAR-10 (train 49,000 / test 10,000)"
     assert data_set_name("imagefolder ImageFolder tree at /y (train 1200, test 400)") == \
         "ImageFolder tree (train 1,200 / test 400)"
+    kept = ("cifar10 ImageFolder JPEG tree at /x (train 50000, test 10000, fingerprint 5994497ca2b4); classes 5-9 "
+            "of 10 (dog, frog, horse, ship, truck) as 0..4: train 25000, test 5000; split train 24500 / dev 500 "
+            "(val_fraction 0.02, seed 0)")
+    assert data_set_name(kept) == "CIFAR-10 classes 5-9 (train 24,500 / test 5,000)"  # the subset's own sizes
 
 
 def test_the_data_size_figure_puts_the_papers_points_beside_ours():

@@ -76,11 +76,11 @@ class ClassSubset:
         """The source's line, then the classes kept, e.g. ``"...; classes 5-9 of 10 (dog, frog, horse, ship,
         truck) as 0..4: train 25000, test 5000"``."""
         names = ", ".join(self.classes[:10]) + (", ..." if len(self.classes) > 10 else "")
-        return (f"{self.source.describe()}; classes {_spans(self.keep)} of {self.source.num_classes} ({names}) as "
+        return (f"{self.source.describe()}; classes {spans(self.keep)} of {self.source.num_classes} ({names}) as "
                 f"0..{len(self.keep) - 1}: train {self.count('train')}, {self.source.eval_dir} {self.count('test')}")
 
 
-def _spans(keep: tuple[int, ...]) -> str:
+def spans(keep: tuple[int, ...]) -> str:
     """``(0, 1, 2, 5)`` -> ``"0-2,5"``."""
     out, start = [], keep[0]
     for a, b in zip(keep, keep[1:] + (None,)):

@@ -91,6 +91,21 @@ def _f(v: float, fmt: str = ".2f") -> str:
     return "–" if pd.isna(v) else format(v, fmt)
 
 
+def downstream_classes(runs: pd.DataFrame, runs_csv: Path) -> str | None:
+    """``"5-9"``: the classes of the data copy the runs transfer to, probed and fine-tuned (``eval.on:
+    downstream`` with ``finetune.data.classes``; read from the first run's ``config.yaml``); None when the
+    probe reads the pre-training data or the config is not at hand."""
+    import yaml
+
+    from ..data.class_subset import spans
+
+    path = Path(runs_csv).parent / "runs" / str(runs["run_id"].iloc[0]) / "config.yaml"
+    cfg = yaml.safe_load(path.read_text()).get("config", {}) if path.is_file() else {}
+    classes = ((cfg.get("finetune") or {}).get("data") or {}).get("classes")
+    on = (cfg.get("eval") or {}).get("on", "upstream")
+    return spans(tuple(classes)) if classes and on == "downstream" else None
+
+
 def compute_markdown(runs: pd.DataFrame, scale: str, runs_csv: Path) -> str:
     """The markdown report (see the module docstring)."""
     hw = ", ".join(sorted(set(runs["hardware"].astype(str)))) if "hardware" in runs else "?"
@@ -98,7 +113,10 @@ def compute_markdown(runs: pd.DataFrame, scale: str, runs_csv: Path) -> str:
     wall = runs["wall_s"].sum() / 60 if "wall_s" in runs else float("nan")
     lines = [f"# Compute vs transfer (Figure 5, Table 6), scale `{scale}`", "", f"Source runs: `{source_name(runs_csv)}` (in the results folder)", "",
              f"{len(runs)} runs; hardware {hw}; total wall time {wall:.1f} min; data {data}. Pre-training compute "
-             "= 3 x forward FLOPs of one image x images seen (petaFLOPs, 1e15). Accuracies in percent (test split).",
+             "= 3 x forward FLOPs of one image x images seen (petaFLOPs, 1e15). Accuracies in percent (test split)"
+             + (f"; the 5-shot probe and the fine-tuning on classes {down} of the same copy, none of them seen in "
+                "pre-training (the transfer task), the pre-training top-1 on the pre-training classes."
+                if (down := downstream_classes(runs, runs_csv)) else "."),
              "", "| family | model | steps | GFLOPs/image | pre-training PFLOPs | pre-training min | images/s | "
              "5-shot linear | pre-training top-1 | fine-tuned top-1 |", "|---|---|---|---|---|---|---|---|---|---|"]
     order = {f: i for i, f in enumerate(FAMILIES)}
@@ -156,10 +174,11 @@ def label_points(ax, points: list[tuple[float, float, str, str]], size: float = 
         placed.append(box)
 
 
-def plot_compute(runs: pd.DataFrame, scale: str, paper: pd.DataFrame | None = None):
+def plot_compute(runs: pd.DataFrame, scale: str, paper: pd.DataFrame | None = None, downstream: str | None = None):
     """Figure 5 beside ours: the paper's Table 6 (fine-tuned average-5 and CIFAR-10 top-1 against
     exaFLOPs, from ``paper``) and our 5-shot linear and fine-tuned top-1 against petaFLOPs; log compute
-    axes, one colour per family, each family's frontier drawn as a line, each run labelled by its model.
+    axes, one colour per family, each family's frontier drawn as a line, each run labelled by its model;
+    ``downstream``: the classes transferred to (``downstream_classes``), named in our panels' titles.
     A matplotlib Figure on the Agg canvas (7 in wide, 8-point text)."""
     import seaborn as sns
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -202,7 +221,8 @@ def plot_compute(runs: pd.DataFrame, scale: str, paper: pd.DataFrame | None = No
             ax.set_xscale("log")
             label_points(ax, [(r.pretrain_pflops, 100 * getattr(r, m), f"{r.model.replace('depth=', 'd')} {int(r.steps)}",
                                PALETTE[r.family]) for r in runs.itertuples()])
-            ax.set_title(f"Ours ({scale}): {MEASURES[m]}\n{data}", fontsize=7)
+            ax.set_title(f"Ours ({scale}): {MEASURES[m]}\n" + (f"{data.split(' (')[0]} -> classes {downstream}"
+                                                                 if downstream else data), fontsize=7)
             ax.set_xlabel("pre-training petaFLOPs", fontsize=8)
             ax.set_ylabel("accuracy (%)", fontsize=8)
         for ax in fig.axes:
@@ -230,7 +250,7 @@ def write_report(runs_csv: Path, paper_csv: Path | None, out_dir: Path, scale: s
     if not len(runs):
         return [md]
     paper = pd.read_csv(paper_csv) if paper_csv else None
-    save_figure(plot_compute(runs, scale, paper), png)
+    save_figure(plot_compute(runs, scale, paper, downstream_classes(runs, runs_csv)), png)
     return [md, png]
 
 

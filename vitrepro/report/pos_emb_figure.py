@@ -26,12 +26,15 @@ DATA_SET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenet": "I
 
 def data_set_name(description: str) -> str:
     """``"CIFAR-10 (train 49,000 / test 10,000)"`` from a run's ``data`` provenance string (``"cifar10
-    ImageFolder JPEG tree at ... (train 50000, test 10000, ...); split train 49000 / dev 1000 ..."``)."""
+    ImageFolder JPEG tree at ... (train 50000, test 10000, ...); split train 49000 / dev 1000 ..."``);
+    ``"CIFAR-10 classes 0-4 (train 24,500 / test 5,000)"`` when it keeps some classes (``data.classes``)."""
     text = str(description)
     name = DATA_SET_NAMES.get(text.split(" ", 1)[0], text.split(" ", 1)[0])
+    kept = re.search(r"; classes (\S+) of \d+", text)
+    name += f" classes {kept[1]}" if kept else ""
     train = re.search(r"split train (\d+)", text) or re.search(r"train (\d+)", text)
-    test = re.search(r"test (\d+)", text)
-    sizes = [f"{k} {int(m[1]):,}" for k, m in (("train", train), ("test", test)) if m]
+    tests = re.findall(r"test (\d+)", text)  # the last: after a class subset, its own test split
+    sizes = [f"{k} {int(n):,}" for k, n in (("train", train and train[1]), ("test", tests and tests[-1])) if n]
     return f"{name} ({' / '.join(sizes)})" if sizes else name
 
 
