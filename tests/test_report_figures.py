@@ -16,7 +16,11 @@ def test_table8_panels_share_one_scale_of_differences_and_show_n():
     paper_ax, ours_ax = fig.axes[:2]
     assert paper_ax.get_ylim() == ours_ax.get_ylim() and "minus the None cell" in paper_ax.get_ylabel()
     texts = [t.get_text() for t in ours_ax.texts]
-    assert "+0.00\nn=2" in texts and any(t.endswith("n=1") for t in texts)
+    assert "+0.00\nn=2" in texts and len(texts) == 8 and all(t.endswith("n=2") for t in texts)  # every cell n = 2
+    one_seed = runs.drop(runs.index[(runs["posemb"] == "relative") & (runs["seed"] == 1)])
+    texts = [t.get_text() for t in plot_table8(one_seed, load_paper(RESULTS / "paper" / "table8_pos_emb.csv"),
+                                               scale="cpu").axes[1].texts]
+    assert sum(t.endswith("n=1") for t in texts) == 1  # a cell with one seed says so
     assert "+2.82" in [t.get_text() for t in paper_ax.texts]  # 64.21 - 61.38, rounded as the table
     assert "CIFAR-10 (train 49,000 / test 10,000)" in ours_ax.get_title()
 
