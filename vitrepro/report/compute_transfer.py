@@ -106,8 +106,9 @@ def downstream_classes(runs: pd.DataFrame, runs_csv: Path) -> str | None:
     return spans(tuple(classes)) if classes and on == "downstream" else None
 
 
-def compute_markdown(runs: pd.DataFrame, scale: str, runs_csv: Path) -> str:
-    """The markdown report (see the module docstring)."""
+def compute_markdown(runs: pd.DataFrame, scale: str, runs_csv: Path, downstream: str | None = None) -> str:
+    """The markdown report (see the module docstring); ``downstream``: the classes transferred to
+    (``downstream_classes``), named in its first paragraph."""
     hw = ", ".join(sorted(set(runs["hardware"].astype(str)))) if "hardware" in runs else "?"
     data = ", ".join(sorted(set(runs["data"].astype(str)))) if "data" in runs else "?"
     wall = runs["wall_s"].sum() / 60 if "wall_s" in runs else float("nan")
@@ -116,7 +117,7 @@ def compute_markdown(runs: pd.DataFrame, scale: str, runs_csv: Path) -> str:
              "= 3 x forward FLOPs of one image x images seen (petaFLOPs, 1e15). Accuracies in percent (test split)"
              + (f"; the 5-shot probe and the fine-tuning on classes {down} of the same copy, none of them seen in "
                 "pre-training (the transfer task), the pre-training top-1 on the pre-training classes."
-                if (down := downstream_classes(runs, runs_csv)) else "."),
+                if (down := downstream) else "."),
              "", "| family | model | steps | GFLOPs/image | pre-training PFLOPs | pre-training min | images/s | "
              "5-shot linear | pre-training top-1 | fine-tuned top-1 |", "|---|---|---|---|---|---|---|---|---|---|"]
     order = {f: i for i, f in enumerate(FAMILIES)}
@@ -244,13 +245,14 @@ def write_report(runs_csv: Path, paper_csv: Path | None, out_dir: Path, scale: s
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     md, png = out_dir / f"compute_{scale}.md", out_dir / f"compute_{scale}.png"
-    text = compute_markdown(runs, scale, runs_csv) if len(runs) else f"# Compute vs transfer, scale `{scale}`\n\nNo finished run.\n"
+    downstream = downstream_classes(runs, runs_csv) if len(runs) else None
+    text = compute_markdown(runs, scale, runs_csv, downstream) if len(runs) else f"# Compute vs transfer, scale `{scale}`\n\nNo finished run.\n"
     text += failed_runs_markdown(failed, lambda r: r.model)
     write_text(md, text)
     if not len(runs):
         return [md]
     paper = pd.read_csv(paper_csv) if paper_csv else None
-    save_figure(plot_compute(runs, scale, paper, downstream_classes(runs, runs_csv)), png)
+    save_figure(plot_compute(runs, scale, paper, downstream), png)
     return [md, png]
 
 
