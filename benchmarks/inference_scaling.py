@@ -11,14 +11,19 @@ Here, for each model and input size, one search does both: the batch doubles fro
 (inference mode, random images held in memory; bf16 autocast and channels-last ResNets on a GPU, fp32 on a
 CPU) fits in ``--memory-gib`` above what the process held before (weights included in that): a CUDA device
 via ``torch.cuda.set_per_process_memory_fraction`` and ``OutOfMemoryError``, a CPU via ``RLIMIT_AS`` and
-the allocator's "can't allocate memory" error, so a probe never takes the machine down. Each batch that
-fits is then timed over ``--repeats`` more forwards; images/s is the best over the batches. After the first
+the allocator's "can't allocate memory" error, so a probe never takes the machine down. On a CPU, for the
+address space to follow what the probe holds, glibc's malloc is set to map every block of 128 KiB or more
+apart and unmap it when freed (``mallopt(M_MMAP_THRESHOLD)``, for the rest of the process) and trimmed
+before each probe, and the probe runs without oneDNN (whose primitives, once refused memory, fail for good);
+otherwise memory freed by an earlier probe or test stays mapped and is handed out on top of the budget.
+Each batch that fits is then timed, outside the budget and with the default kernels, over one warm-up and
+``--repeats`` more forwards; images/s is the best over the batches. After the first
 batch that does not fit, bisection finds the largest that does. Bounded in time: a probe that would take
 past ``--seconds-per-point`` (predicted from the last one, linear in the batch) is not run, and the largest
 batch is then reported as a lower bound (``largest_batch_bound: time``); ``--max-batch`` caps it too.
 Default memory budget: the device's total on a GPU (less 2 GiB), 0.5 GiB on a CPU (an arbitrary budget;
-the paper's was a 16 GiB TPUv3 core). On a CPU the budget is address space, so the allocator's reservations
-count as well as what it fills: a batch that fits is a lower bound of what the memory holds.
+the paper's was a 16 GiB TPUv3 core). On a CPU the budget is address space, so what the allocator maps
+counts as well as what it fills: a batch that fits is a lower bound of what the memory holds.
 
     python benchmarks/inference_scaling.py                        # a GPU: 4 models x 64-512 px
     python benchmarks/inference_scaling.py --device cpu --sizes 64,128,224,384 --seconds-per-point 30
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import os
 import resource
 import sys
@@ -66,6 +72,8 @@ class MemoryBudget:
             held = torch.cuda.memory_allocated(self.device)
             torch.cuda.set_per_process_memory_fraction(min(1.0, (held + self.budget) / total), self.device)
         else:
+            self.onednn, torch.backends.mkldnn.enabled = torch.backends.mkldnn.enabled, False
+            unmap_freed_memory()
             self.saved = resource.getrlimit(resource.RLIMIT_AS)
             vm = int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
             resource.setrlimit(resource.RLIMIT_AS, (vm + self.budget, self.saved[1]))
@@ -77,7 +85,21 @@ class MemoryBudget:
             torch.cuda.empty_cache()
         else:
             resource.setrlimit(resource.RLIMIT_AS, self.saved)
+            torch.backends.mkldnn.enabled = self.onednn
         return False
+
+
+def unmap_freed_memory() -> None:
+    """glibc only (a no-op elsewhere): map blocks of 128 KiB or more apart and unmap them when freed, from now
+    on in this process (``M_MMAP_THRESHOLD``, which also stops glibc raising that threshold as it goes), and
+    give the free top of the heap back now (``malloc_trim``)."""
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt, malloc_trim = libc.mallopt, libc.malloc_trim
+    except (OSError, AttributeError):
+        return
+    mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD (malloc.h)
+    malloc_trim(0)
 
 
 def out_of_memory(err: BaseException) -> bool:
@@ -102,17 +124,20 @@ def forward_seconds(model: torch.nn.Module, batch: int, img_size: int, device: t
                 model(x)
                 sync()
                 probe = time.perf_counter() - t0
-                t0 = time.perf_counter()
-                for _ in range(repeats):
-                    model(x)
-                sync()
-                timed = (time.perf_counter() - t0) / repeats if repeats else None
-            del x
     except (RuntimeError, MemoryError) as err:
         if not out_of_memory(err):
             raise
         return None, None
-    return probe, timed
+    if not repeats:
+        return probe, None
+    with torch.inference_mode(), amp:
+        model(x)  # warm-up: the default kernels' first call
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            model(x)
+        sync()
+    return probe, (time.perf_counter() - t0) / repeats
 
 
 def search(model: torch.nn.Module, img_size: int, device: torch.device, budget: int, max_batch: int,
@@ -128,7 +153,7 @@ def search(model: torch.nn.Module, img_size: int, device: torch.device, budget: 
         if batch > max_batch:
             bound = "max_batch"
             break
-        if last is not None and last[1] * batch / last[0] * (1 + repeats) > left():
+        if last is not None and last[1] * batch / last[0] * (2 + repeats if repeats else 1) > left():
             bound = "time"
             break
         probe, timed = forward_seconds(model, batch, img_size, device, budget, repeats, amp)

@@ -23,12 +23,18 @@ def vit():
 
 
 def test_the_search_brackets_the_largest_batch_in_a_memory_budget(vit):
+    torch.manual_seed(0)  # first leave freed memory mapped, as earlier tests of the process do
+    held = [torch.empty(int(n), dtype=torch.uint8) for n in torch.randint(1 * MIB, 16 * MIB, (40,))]
+    del held
     small = search(vit, 32, CPU, 8 * MIB, max_batch=4096, seconds=60, repeats=0, amp=contextlib.nullcontext())
     assert small["largest_batch_bound"] is None  # memory stopped it, not time or the cap
     assert small["largest_batch"] >= 1 and small["first_batch_not_fitting"] == small["largest_batch"] + 1
     larger = search(vit, 32, CPU, 32 * MIB, max_batch=4096, seconds=60, repeats=0, amp=contextlib.nullcontext())
     assert larger["largest_batch"] > small["largest_batch"]
+    again = search(vit, 32, CPU, 8 * MIB, max_batch=4096, seconds=60, repeats=0, amp=contextlib.nullcontext())
+    assert again["largest_batch"] < larger["largest_batch"]  # what the larger probes freed is not handed out again
     assert torch.empty(64 * MIB, dtype=torch.uint8).numel() == 64 * MIB  # the budget is lifted afterwards
+    assert torch.backends.mkldnn.enabled  # and oneDNN, off in the probes, is on again
 
 
 def test_the_search_stops_at_its_batch_cap_and_its_time_bound_and_says_so(vit):
