@@ -81,11 +81,11 @@ def plot_scaling(table: pd.DataFrame, scale: str):
     fig = Figure(figsize=(3.2 * len(measures) + 0.4, 3.0), layout="constrained")
     FigureCanvasAgg(fig)
     base = table[table["dimension"] == "base"]
-    dims = [name for _, name in DIMENSIONS if (table["dimension"] == name).any()]
+    dims = [name for _, name in DIMENSIONS if (table["dimension"] == name).any()] or ["base"]  # base alone: a point
     colors = dict(zip(dims, sns.color_palette("deep", len(dims))))
     for ax, m in zip(fig.subplots(1, len(measures), squeeze=False)[0], measures):
         for d in dims:
-            pts = pd.concat([table[table["dimension"] == d], base]).sort_values("compute")
+            pts = pd.concat([table[table["dimension"] == d], base]).drop_duplicates("model").sort_values("compute")
             ax.errorbar(pts["compute"], pts[m], yerr=pts[f"{m}_std"], marker="o", ms=3, lw=1.2, capsize=2,
                         color=colors[d], label=d)
         ax.set_xscale("log")
