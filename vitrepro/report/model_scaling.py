@@ -59,13 +59,14 @@ def scaling_markdown(table: pd.DataFrame, runs: pd.DataFrame, failed: pd.DataFra
     measures = [m for m in MEASURES if m in table]
     lines = [f"# Scaling one dimension of a ViT at a time (Figure 8), scale `{scale}`", "",
              f"Source runs: `{source_name(runs_csv)}` (in the results folder). {provenance(runs)}.", "",
-             "Percent on the test split; mean ± std over training seeds; compute relative to the base model's "
-             "(the same steps and batch).", "",
+             "Percent on the test split; mean ± std over training seeds (n = 1: the one run's value); compute "
+             "relative to the base model's (the same steps and batch).", "",
              "| model | scales | compute | n (seeds) | " + " | ".join(MEASURES[m] for m in measures) + " |",
              "|---|---|---|---|" + "---|" * len(measures)]
     for r in table.itertuples():
         lines.append(f"| {r.model} | {r.dimension} | {r.compute:.2f}x | {r.n} ({r.seeds}) | "
-                     + " | ".join(f"{getattr(r, m):.2f} ± {getattr(r, m + '_std'):.2f}" for m in measures) + " |")
+                     + " | ".join(f"{getattr(r, m):.2f}" + (f" ± {getattr(r, m + '_std'):.2f}" if r.n > 1 else "")
+                                  for m in measures) + " |")
     lines += ["", FINDING]
     return "\n".join(lines) + "\n" + failed_runs_markdown(failed, lambda r: r.model)
 
