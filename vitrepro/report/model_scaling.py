@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .runs import failed_runs_markdown, load_scale, provenance, seed_stats, source_name, split_failed, write_md_png
@@ -77,6 +78,7 @@ def plot_scaling(table: pd.DataFrame, scale: str):
     import seaborn as sns
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter
 
     measures = [m for m in MEASURES if m in table and table[m].notna().any()]
     fig = Figure(figsize=(3.2 * len(measures) + 0.4, 3.0), layout="constrained")
@@ -84,12 +86,16 @@ def plot_scaling(table: pd.DataFrame, scale: str):
     base = table[table["dimension"] == "base"]
     dims = [name for _, name in DIMENSIONS if (table["dimension"] == name).any()] or ["base"]  # base alone: a point
     colors = dict(zip(dims, sns.color_palette("deep", len(dims))))
+    lo, hi = np.log2(table["compute"].min()), np.log2(table["compute"].max())
+    ticks = [2.0 ** k for k in range(int(np.floor(lo)), int(np.ceil(hi)) + 1)]  # powers of 2, one label each
     for ax, m in zip(fig.subplots(1, len(measures), squeeze=False)[0], measures):
         for d in dims:
             pts = pd.concat([table[table["dimension"] == d], base]).drop_duplicates("model").sort_values("compute")
             ax.errorbar(pts["compute"], pts[m], yerr=pts[f"{m}_std"], marker="o", ms=3, lw=1.2, capsize=2,
                         color=colors[d], label=d)
         ax.set_xscale("log")
+        ax.set_xticks(ticks, [f"{t:g}x" for t in ticks], minor=False)
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("relative training compute", fontsize=8)
         ax.set_ylabel(f"{MEASURES[m]} (%)", fontsize=8)
         ax.tick_params(labelsize=7)
