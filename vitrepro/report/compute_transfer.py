@@ -115,9 +115,9 @@ def compute_markdown(runs: pd.DataFrame, scale: str, runs_csv: Path, downstream:
     lines = [f"# Compute vs transfer (Figure 5, Table 6), scale `{scale}`", "", f"Source runs: `{source_name(runs_csv)}` (in the results folder)", "",
              f"{len(runs)} runs; hardware {hw}; total wall time {wall:.1f} min; data {data}. Pre-training compute "
              "= 3 x forward FLOPs of one image x images seen (petaFLOPs, 1e15). Accuracies in percent (test split)"
-             + (f"; the 5-shot probe and the fine-tuning on classes {down} of the same copy, none of them seen in "
-                "pre-training (the transfer task), the pre-training top-1 on the pre-training classes."
-                if (down := downstream) else "."),
+             + (f"; the 5-shot probe and the fine-tuning on classes {downstream} of the same copy, none of them seen "
+                "in pre-training (the transfer task), the pre-training top-1 on the pre-training classes."
+                if downstream else "."),
              "", "| family | model | steps | GFLOPs/image | pre-training PFLOPs | pre-training min | images/s | "
              "5-shot linear | pre-training top-1 | fine-tuned top-1 |", "|---|---|---|---|---|---|---|---|---|---|"]
     order = {f: i for i, f in enumerate(FAMILIES)}
