@@ -113,3 +113,21 @@ def test_figure_8_report_of_the_base_alone_draws_its_point_with_a_legend(tmp_pat
     md, png = model_scaling.write_report(_write_runs(tmp_path / "model_scaling", rows), None, tmp_path, "cpu")
     assert "| ViT-C/4 | base | 1.00x | 1 (0) | 30.00 | 40.00 |" in md.read_text()
     assert png.stat().st_size > 0 and not [w for w in recwarn if "legend" in str(w.message)]
+
+
+def test_a_cell_gives_its_spread_only_when_it_has_one():
+    from vitrepro.report.runs import mean_std_text
+
+    assert mean_std_text(41.0, 0.97, 2) == "41.00 ± 0.97"
+    assert mean_std_text(41.0, 0.0, 1) == "41.00"            # one run: no spread to give
+    assert mean_std_text(41.0, float("nan"), 3) == "41.00"
+
+
+def test_the_same_runs_draw_the_same_figure_byte_for_byte(tmp_path):
+    csv = _write_runs(tmp_path / "cifar10_from_scratch", [
+        {"run_id": f"0-{s}-aaa{s}", "config_id": "base", "seed": s, "randaugment": 0, "top1": 0.5 + s / 100,
+         "fewshot_5": 0.3 + s / 100}
+        for s in range(3)])
+    first = recipe.write_report(csv, None, tmp_path / "a", "cpu")[1].read_bytes()
+    second = recipe.write_report(csv, None, tmp_path / "b", "cpu")[1].read_bytes()
+    assert first == second  # the dots of the seeds are placed, not randomly jittered

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .runs import failed_runs_markdown, load_scale, provenance, seed_stats, source_name, split_failed, write_md_png
+from .runs import failed_runs_markdown, load_scale, mean_std_text, provenance, seed_stats, source_name, split_failed, write_md_png
 
 FINDING = ("The paper (Figure 8, App. D.2; ViT-B/16 base on JFT-300M, 5-shot linear): depth brings the largest "
            "improvements, with diminishing returns after 16 layers; width the smallest; a smaller patch (a longer "
@@ -66,8 +66,7 @@ def scaling_markdown(table: pd.DataFrame, runs: pd.DataFrame, failed: pd.DataFra
              "|---|---|---|---|" + "---|" * len(measures)]
     for r in table.itertuples():
         lines.append(f"| {r.model} | {r.dimension} | {r.compute:.2f}x | {r.n} ({r.seeds}) | "
-                     + " | ".join(f"{getattr(r, m):.2f}" + (f" ± {getattr(r, m + '_std'):.2f}" if r.n > 1 else "")
-                                  for m in measures) + " |")
+                     + " | ".join(mean_std_text(getattr(r, m), getattr(r, m + "_std"), r.n) for m in measures) + " |")
     lines += ["", FINDING]
     return "\n".join(lines) + "\n" + failed_runs_markdown(failed, lambda r: r.model)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .runs import (bars_with_seeds, failed_runs_markdown, load_scale, provenance, seed_stats, source_name, split_failed,
+from .runs import (bars_with_seeds, failed_runs_markdown, load_scale, mean_std_text, provenance, seed_stats, source_name, split_failed,
                    write_md_png)
 
 #: The arms by protocol, in the paper's order.
@@ -53,7 +53,7 @@ def mpp_markdown(table: pd.DataFrame, runs: pd.DataFrame, failed: pd.DataFrame, 
     lines += ["Percent on the downstream test split; mean ± std over training seeds.", "",
               "| arm | n (seeds) | fine-tuned top-1 | learning rates picked |", "|---|---|---|---|"]
     for r in table.itertuples():
-        lines.append(f"| {r.arm} | {r.n} ({r.seeds}) | {r.ft_top1:.2f} ± {r.ft_top1_std:.2f} | {r.ft_lrs} |")
+        lines.append(f"| {r.arm} | {r.n} ({r.seeds}) | {mean_std_text(r.ft_top1, r.ft_top1_std, r.n)} | {r.ft_lrs} |")
     means = table.set_index("task")["ft_top1"]
     diffs = []
     for name, (a, b) in {"mpp - from scratch": ("mpp", "finetune"), "mpp - supervised": ("mpp", "pretrain")}.items():

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .runs import failed_runs_markdown, load_scale, provenance, seed_stats, source_name, split_failed, write_md_png
+from .runs import failed_runs_markdown, load_scale, mean_std_text, provenance, seed_stats, source_name, split_failed, write_md_png
 
 FINDING = ("The paper (App. D.1, Table 7: ResNet-50 and ResNet-152x2 pre-trained on JFT-300M, fine-tuned on ImageNet, "
            "CIFAR-10/100, Pets and Flowers): Adam pre-training is ahead of SGD on most data sets and on average, "
@@ -47,7 +47,7 @@ def optimizer_markdown(table: pd.DataFrame, runs: pd.DataFrame, failed: pd.DataF
              "|---|---|---|" + "---|" * len(measures)]
     for r in table.itertuples():
         lines.append(f"| {r.model} | {'Adam' if r.optimizer == 'adamw' else 'SGD + momentum'} | {r.n} ({r.seeds}) | "
-                     + " | ".join(f"{getattr(r, m):.2f} ± {getattr(r, m + '_std'):.2f}" for m in measures) + " |")
+                     + " | ".join(mean_std_text(getattr(r, m), getattr(r, m + "_std"), r.n) for m in measures) + " |")
     diffs = []
     for model, g in table.groupby("model", sort=False):
         by = g.set_index("optimizer")
@@ -76,7 +76,7 @@ def plot_optimizers(runs: pd.DataFrame, scale: str):
         part = long[long["measure"] == m]
         sns.barplot(data=part, x="model", y="acc", hue="optimizer", hue_order=["Adam", "SGD"], errorbar=None, ax=ax,
                     alpha=0.5)
-        sns.stripplot(data=part, x="model", y="acc", hue="optimizer", hue_order=["Adam", "SGD"], dodge=True, ax=ax,
+        sns.stripplot(data=part, x="model", y="acc", hue="optimizer", hue_order=["Adam", "SGD"], dodge=True, jitter=False, ax=ax,
                       legend=False, size=4)
         ax.set_title(MEASURES[m], fontsize=8)
         ax.set_xlabel("")

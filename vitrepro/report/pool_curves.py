@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .runs import failed_runs_markdown, load_scale, provenance, seed_stats, source_name, split_failed, write_md_png
+from .runs import failed_runs_markdown, load_scale, mean_std_text, provenance, seed_stats, source_name, split_failed, write_md_png
 
 FINDING = ("The paper (Figure 9, ViT-B/16 on ImageNet, 5-shot linear): class token and GAP \"work similarly well, "
            "but require different learning-rates\": GAP at the class token's 8e-4 is clearly worse, GAP at 3e-4 "
@@ -69,7 +69,7 @@ def pool_markdown(table: pd.DataFrame, curve: pd.DataFrame, runs: pd.DataFrame, 
              "| setting | n (seeds) | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
     for r in table.itertuples():
         lines.append(f"| {r.setting} | {r.n} ({r.seeds}) | "
-                     + " | ".join(f"{getattr(r, m):.2f} ± {getattr(r, m + '_std'):.2f}" for m in metrics) + " |")
+                     + " | ".join(mean_std_text(getattr(r, m), getattr(r, m + "_std"), r.n) for m in metrics) + " |")
     if len(curve):
         wide = curve.groupby(["setting", "epoch"])["accuracy"].agg(["mean", "std", "count"]).reset_index()
         epochs = sorted(wide["epoch"].unique())

@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..atomic import save_figure, write_text
-from .runs import failed_runs_markdown, one_configuration, source_name
+from .runs import failed_runs_markdown, mean_std_text, one_configuration, source_name
 
 __all__ = [
     "POSEMB_ORDER",
@@ -295,10 +295,7 @@ def _md_table(header: list[str], rows: list[list[str]], align: list[str]) -> lis
 def _ours_txt(row: pd.Series | None) -> str:
     if row is None or row["n"] == 0 or pd.isna(row["mean"]):
         return DASH
-    txt = _pct(row["mean"])
-    if row["n"] > 1 and not pd.isna(row["std"]):
-        txt += f" ± {100 * row['std']:.2f}"
-    return txt
+    return mean_std_text(100 * row["mean"], 100 * row["std"], row["n"])
 
 
 # --------------------------------------------------------------------------------------- figure

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 
@@ -77,6 +78,12 @@ def seed_stats(runs: pd.DataFrame, metrics) -> dict[str, float]:
     return out
 
 
+def mean_std_text(mean: float, std: float, n: int) -> str:
+    """A table cell of ``n`` training seeds, in the units given: ``"41.02 ± 0.97"``; the mean alone when
+    ``n`` is 1 (one run has no spread) or the std is NaN."""
+    return f"{mean:.2f}" + (f" ± {std:.2f}" if n > 1 and not pd.isna(std) else "")
+
+
 def provenance(runs: pd.DataFrame) -> str:
     """``Hardware <...>; data <...>`` of a report's runs (each distinct value once)."""
     hw = ", ".join(sorted(set(runs["hardware"].astype(str)))) if "hardware" in runs else "?"
@@ -100,11 +107,15 @@ def write_md_png(out_dir: Path, stem: str, text: str, figure) -> list[Path]:
 
 
 def bars_with_seeds(ax, data: pd.DataFrame, x: str, y: str, order: list[str], ylabel: str) -> None:
-    """On ``ax``: one bar a category of ``x`` (the mean of ``y``), one dot a run (a training seed)."""
+    """On ``ax``: one bar a category of ``x`` (the mean of ``y``), one dot a run (a training seed), the dots
+    of a category spread evenly over +-0.1 (no random jitter: the same runs draw the same figure)."""
     import seaborn as sns
 
     sns.barplot(data=data, x=x, y=y, order=order, errorbar=None, ax=ax, color="#c8d3e6")
-    sns.stripplot(data=data, x=x, y=y, order=order, ax=ax, color="#1f3b73", size=5, jitter=0.1)
+    for i, category in enumerate(order):
+        ys = data.loc[data[x] == category, y].dropna().to_numpy()
+        offsets = np.linspace(-0.1, 0.1, len(ys)) if len(ys) > 1 else np.zeros(len(ys))
+        ax.scatter(i + offsets, ys, s=25, color="#1f3b73", zorder=3)
     ax.set_xlabel("")
     ax.set_ylabel(ylabel, fontsize=8)
     ax.tick_params(labelsize=7)
@@ -116,5 +127,5 @@ def split_failed(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return runs[status == "finished"].reset_index(drop=True), runs[status == "failed"].reset_index(drop=True)
 
 
-__all__ = ["bars_with_seeds", "failed_runs_markdown", "load_scale", "one_configuration", "provenance", "seed_stats", "source_name",
+__all__ = ["bars_with_seeds", "failed_runs_markdown", "load_scale", "mean_std_text", "one_configuration", "provenance", "seed_stats", "source_name",
            "split_failed", "write_md_png"]
