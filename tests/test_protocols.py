@@ -211,6 +211,14 @@ def test_the_report_says_whether_vit_overtakes_bit():
     assert "ViT overtakes BiT" in md and "grows with data (-10.00 pp at 1,000 images, +5.00 pp at 49,000)" in md
 
 
+def test_the_data_size_report_gives_mean_and_std_over_seeds_with_n():
+    rows = [dict(model=m, train_size=1000, seed=s, fewshot_5=a, scale="cpu", steps=10, wall_s=1.0, hardware="cpu")
+            for m, s, a in [("ViT-C/4", 0, 0.30), ("ViT-C/4", 1, 0.32), ("R50x1", 0, 0.40)]]
+    md = scaling_markdown(pd.DataFrame(rows), "cpu", Path("runs.csv"))
+    assert "| 1,000 | 31.00 ± 1.41 | 40.00 |" in md  # one seed of R50x1: its value, no spread
+    assert "n = 1-2 a cell" in md and "| 1,000 | -9.00 |" in md
+
+
 @pytest.mark.slow
 def test_pretrain_and_finetune_sweep_under_ddp_on_two_cpu_processes(tmp_path):
     """Both ranks pre-train, then fine-tune every learning rate in lockstep; rank 0 alone records trials and rows."""

@@ -5,7 +5,7 @@ as fractions) and writes, per scale,
 
 - ``data_size_<scale>.md``: a table, one row per pre-training subset size, per model family the few-shot
   linear accuracies (Fig. 4's measure: 5-shot), the pre-training run's own test top-1 and the fine-tuned
-  test top-1 (Fig. 3's measure), in percent; then the ViT-minus-BiT differences per size and whether the
+  test top-1 (Fig. 3's measure), in percent, mean ± std over training seeds with n; then the ViT-minus-BiT differences per size and whether the
   difference grows with data, the paper's finding ("ResNets perform better with smaller pre-training
   datasets but plateau sooner than ViT");
 - ``data_size_<scale>.png``: the paper's Figure 3 points (Table 5, ``results/paper/fig3_data_size.csv``)
@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..atomic import save_figure, write_text
-from .runs import failed_runs_markdown, load_scale, source_name, split_failed
+from .runs import failed_runs_markdown, load_scale, mean_std_text, source_name, split_failed
 
 MEASURES = {"fewshot_5": "5-shot linear", "fewshot_25": "25-shot linear", "top1": "pre-training top-1",
             "ft_top1": "fine-tuned top-1"}
@@ -43,13 +43,17 @@ def scaling_table(runs: pd.DataFrame) -> pd.DataFrame:
     return table.sort_index()
 
 
-def _fmt(v: float) -> str:
-    return "–" if pd.isna(v) else f"{v:.2f}"
+def _cell(mean: float, std: float, n: float) -> str:
+    return "–" if pd.isna(mean) else mean_std_text(mean, std, int(n))
 
 
 def scaling_markdown(runs: pd.DataFrame, scale: str, runs_csv: Path) -> str:
     """The markdown report (see the module docstring)."""
     table = scaling_table(runs)
+    groups = runs.groupby(["train_size", "model"])[[m for m in MEASURES if m in runs.columns]]
+    std, count = groups.std().mul(100).unstack("model"), groups.count().unstack("model")
+    seeds = runs.groupby(["model", "train_size"]).size()
+    n_text = str(seeds.min()) if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
     models = list(dict.fromkeys(runs["model"]))
     measures = [m for m in MEASURES if m in table.columns.get_level_values(0)]
     lines = [f"# Data-size scaling (Figures 3 and 4), scale `{scale}`", "", f"Source runs: `{source_name(runs_csv)}` (in the results folder)", ""]
@@ -57,16 +61,18 @@ def scaling_markdown(runs: pd.DataFrame, scale: str, runs_csv: Path) -> str:
     wall = runs["wall_s"].sum() / 60 if "wall_s" in runs else float("nan")
     steps = ", ".join(str(int(s)) for s in sorted(set(runs["steps"]))) if "steps" in runs else "?"
     lines += [f"{len(runs)} runs; models {', '.join(models)}; {steps} pre-training steps each; hardware {hw}; "
-              f"total wall time {wall:.1f} min. Accuracies in percent (test split).", ""]
+              f"total wall time {wall:.1f} min. Accuracies in percent (test split), mean ± std over the training "
+              f"seeds of a cell (n = {n_text} a cell; a seed draws its own dev split, subsets, order and init).", ""]
     header = ["pre-training images"] + [f"{m} {MEASURES[k]}" for k in measures for m in models]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for size, row in table.iterrows():
-        lines.append("| " + " | ".join([f"{int(size):,}"] + [_fmt(row.get((k, m))) for k in measures for m in models])
+        lines.append("| " + " | ".join([f"{int(size):,}"] + [_cell(row.get((k, m)), std.at[size, (k, m)], count.at[size, (k, m)])
+                                                       for k in measures for m in models])
                      + " |")
     vit = [m for m in models if str(m).startswith(("ViT", "R50+ViT"))]
     bit = [m for m in models if m not in vit]
     if len(vit) == 1 and len(bit) == 1:
-        lines += ["", f"ViT minus BiT ({vit[0]} - {bit[0]}), percentage points:", "",
+        lines += ["", f"ViT minus BiT ({vit[0]} - {bit[0]}), percentage points, of the means:", "",
                   "| pre-training images | " + " | ".join(MEASURES[k] for k in measures) + " |",
                   "|---|" + "---|" * len(measures)]
         diff = {k: table[(k, vit[0])] - table[(k, bit[0])] for k in measures}
