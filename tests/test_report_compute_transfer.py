@@ -75,3 +75,16 @@ def test_the_report_names_the_transfer_task_its_runs_probed_and_fine_tuned_on(tm
     config["config"]["eval"]["on"] = "upstream"  # probed on the pre-training data: not a transfer task
     (tmp_path / "runs" / "r0" / "config.yaml").write_text(yaml.safe_dump(config))
     assert compute.downstream_classes(runs, csv) is None
+
+
+def test_seeds_of_one_model_and_budget_are_one_point_mean_and_std_with_n(tmp_path):
+    runs = runs_table(a=("ViT-C/4", 2, 0.44), b=("ViT-C/4", 2, 0.46))
+    runs["seed"] = [0, 0, 0, 0, 1]
+    csv = tmp_path / "runs.csv"
+    runs.to_csv(csv, index=False)
+    md, png = compute.write_report(csv, None, tmp_path, "cpu")
+    text = md.read_text()
+    assert "5 runs (4 model x budget configurations)" in text
+    assert "| ViT | ViT-C/4 | 500 | 2 (0,1) | 0.100 | 2 |" in text and "| 45.00 ± 1.41 |" in text
+    assert "| R50x1 | 500 | 1 (0) |" in text and "| 50.00 |" in text  # one seed: its value, no spread
+    assert "| ViT-C/4 (500 steps) | 2 | 45.00 | 50.00 | -5.00 |" in text  # the frontier compares the means

@@ -1,16 +1,18 @@
 """Figure 5 and Table 6 (Sec. 4.4) of Dosovitskiy et al. 2021: transfer accuracy versus pre-training compute.
 
-Reads the ``runs.csv`` of ``experiments/compute_transfer.yaml`` (one row per model x budget; accuracies as
-fractions; ``pretrain_flops`` = 3 x forward FLOPs x images seen, ``vitrepro.cost``) and writes, per scale,
+Reads the ``runs.csv`` of ``experiments/compute_transfer.yaml`` (one row per model x budget x training seed;
+accuracies as fractions; ``pretrain_flops`` = 3 x forward FLOPs x images seen, ``vitrepro.cost``) and writes,
+per scale,
 
-- ``compute_<scale>.md``: one row per run (family, model, steps, GFLOPs a forward pass, pre-training
-  petaFLOPs, wall time and images/s, 5-shot linear, fine-tuned top-1), then the comparison the paper makes:
+- ``compute_<scale>.md``: one row per model x budget (family, model, steps, n seeds, GFLOPs a forward pass,
+  pre-training petaFLOPs, mean wall time and images/s, 5-shot linear and fine-tuned top-1 as mean ± std over
+  the seeds), then the comparison the paper makes, on the means:
   each ViT (and hybrid) point against the BiT frontier at the same compute (the best BiT accuracy reached
   with at most that compute, interpolated on log compute), in percentage points, and the compute BiT needs
   to reach each ViT point's accuracy, as a ratio ("ViT uses approximately 2-4x less compute");
 - ``compute_<scale>.png``: Figure 5's panels: the paper's Table 6 points (fine-tuned, average of 5 data sets
-  and CIFAR-10, against exaFLOPs) beside ours (5-shot linear and fine-tuned top-1 against petaFLOPs), a log
-  compute axis, one colour per family.
+  and CIFAR-10, against exaFLOPs) beside ours (5-shot linear and fine-tuned top-1 against petaFLOPs, the mean
+  over seeds with the std as an error bar), a log compute axis, one colour per family.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import save_figure, write_text
-from .runs import failed_runs_markdown, load_scale, source_name, split_failed
+from .runs import failed_runs_markdown, load_scale, mean_std_text, source_name, split_failed
 
 FAMILIES = ("ViT", "BiT", "hybrid")
 MEASURES = {"fewshot_5": "5-shot linear", "ft_top1": "fine-tuned top-1"}
@@ -41,6 +43,22 @@ def load_compute_runs(runs_csv: Path, scale: str) -> pd.DataFrame:
     runs["family"] = runs["model"].map(family_of)
     runs["pretrain_pflops"] = runs["pretrain_flops"] / 1e15
     return runs.reset_index(drop=True)
+
+
+def by_configuration(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per model x budget (family, model, steps) of ``runs`` (one per training seed): ``n`` and
+    ``seeds``; the compute columns (the same for every seed); the mean wall times and images/s; and each
+    accuracy (fractions) as the mean over the seeds with ``<measure>_std`` beside it (NaN for one seed)."""
+    keys, rows = ["family", "model", "steps"], []
+    for key, g in runs.groupby(keys, sort=False):
+        row = dict(zip(keys, key), n=len(g),
+                   seeds=",".join(str(int(v)) for v in sorted(g["seed"])) if "seed" in g else "")
+        row.update({c: g[c].iloc[0] for c in ("gflops", "pretrain_flops", "pretrain_pflops") if c in g})
+        row.update({c: g[c].mean() for c in ("pretrain_wall_s", "wall_s", "images_per_s") if c in g})
+        for m in [m for m in ("fewshot_5", "top1", "ft_top1") if m in g]:
+            row[m], row[f"{m}_std"] = g[m].mean(), g[m].std(ddof=1)
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def frontier(points: pd.DataFrame, measure: str, x: str = "pretrain_flops") -> pd.DataFrame:
@@ -106,33 +124,40 @@ def downstream_classes(runs: pd.DataFrame, runs_csv: Path) -> str | None:
     return spans(tuple(classes)) if classes and on == "downstream" else None
 
 
+def _pct_cell(r, m: str) -> str:
+    mean = getattr(r, m, float("nan"))
+    return "–" if pd.isna(mean) else mean_std_text(100 * mean, 100 * getattr(r, f"{m}_std", float("nan")), r.n)
+
+
 def compute_markdown(runs: pd.DataFrame, scale: str, runs_csv: Path, downstream: str | None = None) -> str:
-    """The markdown report (see the module docstring); ``downstream``: the classes transferred to
-    (``downstream_classes``), named in its first paragraph."""
+    """The markdown report (see the module docstring) of ``runs`` (one row per training seed);
+    ``downstream``: the classes transferred to (``downstream_classes``), named in its first paragraph."""
+    configs = by_configuration(runs)
     hw = ", ".join(sorted(set(runs["hardware"].astype(str)))) if "hardware" in runs else "?"
     data = ", ".join(sorted(set(runs["data"].astype(str)))) if "data" in runs else "?"
     wall = runs["wall_s"].sum() / 60 if "wall_s" in runs else float("nan")
     lines = [f"# Compute vs transfer (Figure 5, Table 6), scale `{scale}`", "", f"Source runs: `{source_name(runs_csv)}` (in the results folder)", "",
-             f"{len(runs)} runs; hardware {hw}; total wall time {wall:.1f} min; data {data}. Pre-training compute "
-             "= 3 x forward FLOPs of one image x images seen (petaFLOPs, 1e15). Accuracies in percent (test split)"
+             f"{len(runs)} runs ({len(configs)} model x budget configurations); hardware {hw}; total wall time {wall:.1f} min; data {data}. Pre-training compute "
+             "= 3 x forward FLOPs of one image x images seen (petaFLOPs, 1e15). Accuracies in percent (test split), "
+             "mean ± std over a configuration's training seeds (n); wall time and images/s their mean"
              + (f"; the 5-shot probe and the fine-tuning on classes {downstream} of the same copy, none of them seen "
                 "in pre-training (the transfer task), the pre-training top-1 on the pre-training classes."
                 if downstream else "."),
-             "", "| family | model | steps | GFLOPs/image | pre-training PFLOPs | pre-training min | images/s | "
-             "5-shot linear | pre-training top-1 | fine-tuned top-1 |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "", "| family | model | steps | n (seeds) | GFLOPs/image | pre-training PFLOPs | pre-training min | images/s | "
+             "5-shot linear | pre-training top-1 | fine-tuned top-1 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     order = {f: i for i, f in enumerate(FAMILIES)}
-    for r in runs.sort_values(["family", "pretrain_flops"], key=lambda s: s.map(order) if s.name == "family" else s).itertuples():
+    for r in configs.sort_values(["family", "pretrain_flops"], key=lambda s: s.map(order) if s.name == "family" else s).itertuples():
         pre_min = getattr(r, "pretrain_wall_s", float("nan")) / 60
-        lines.append(f"| {r.family} | {r.model} | {int(r.steps)} | {_f(r.gflops, '.3f')} | {_f(r.pretrain_pflops, '.3g')} | "
-                     f"{_f(pre_min, '.1f')} | {_f(getattr(r, 'images_per_s', float('nan')), '.0f')} | "
-                     f"{_f(100 * r.fewshot_5)} | {_f(100 * getattr(r, 'top1', float('nan')))} | "
-                     f"{_f(100 * getattr(r, 'ft_top1', float('nan')))} |")
+        lines.append(f"| {r.family} | {r.model} | {int(r.steps)} | {r.n} ({r.seeds}) | {_f(r.gflops, '.3f')} | "
+                     f"{_f(r.pretrain_pflops, '.3g')} | {_f(pre_min, '.1f')} | "
+                     f"{_f(getattr(r, 'images_per_s', float('nan')), '.0f')} | {_pct_cell(r, 'fewshot_5')} | "
+                     f"{_pct_cell(r, 'top1')} | {_pct_cell(r, 'ft_top1')} |")
     for fam in ("ViT", "hybrid"):
-        if not ((runs["family"] == fam).any() and (runs["family"] == "BiT").any()):
+        if not ((configs["family"] == fam).any() and (configs["family"] == "BiT").any()):
             continue
-        for m in [m for m in MEASURES if m in runs and runs[m].notna().any()]:
-            v = versus(runs, fam, "BiT", m)
-            lines += ["", f"**{fam} against the BiT frontier, {MEASURES[m]}** (BiT's best accuracy with at most the same "
+        for m in [m for m in MEASURES if m in configs and configs[m].notna().any()]:
+            v = versus(configs, fam, "BiT", m)
+            lines += ["", f"**{fam} against the BiT frontier, {MEASURES[m]}** (means over seeds; BiT's best accuracy with at most the same "
                       "compute, log-linear between its runs; ratio = compute BiT needs for the same accuracy / "
                       f"{fam}'s compute; – outside BiT's range):", "",
                       f"| {fam} run | PFLOPs | {fam} % | BiT % at same compute | difference (pp) | BiT compute ratio |",
@@ -141,7 +166,7 @@ def compute_markdown(runs: pd.DataFrame, scale: str, runs_csv: Path, downstream:
                       f"{_f(r.diff, '+.2f')} | {_f(r.ratio, '.2f')} |" for r in v.itertuples()]
             d = v["diff"].dropna()
             if len(d):
-                lines += ["", f"Mean difference {d.mean():+.2f} pp over {len(d)} {fam} run(s) within BiT's compute range: "
+                lines += ["", f"Mean difference {d.mean():+.2f} pp over {len(d)} {fam} configuration(s) within BiT's compute range: "
                               + (f"{fam} ahead at equal compute." if d.mean() > 0 else "BiT ahead at equal compute.")]
     return "\n".join(lines) + "\n"
 
@@ -177,8 +202,9 @@ def label_points(ax, points: list[tuple[float, float, str, str]], size: float = 
 
 def plot_compute(runs: pd.DataFrame, scale: str, paper: pd.DataFrame | None = None, downstream: str | None = None):
     """Figure 5 beside ours: the paper's Table 6 (fine-tuned average-5 and CIFAR-10 top-1 against
-    exaFLOPs, from ``paper``) and our 5-shot linear and fine-tuned top-1 against petaFLOPs; log compute
-    axes, one colour per family, each family's frontier drawn as a line, each run labelled by its model;
+    exaFLOPs, from ``paper``) and our 5-shot linear and fine-tuned top-1 against petaFLOPs, ``runs`` one row
+    per training seed drawn as the mean of each model x budget with the std as an error bar; log compute
+    axes, one colour per family, each family's frontier (of the means) drawn as a line, each point labelled;
     ``downstream``: the classes transferred to (``downstream_classes``), named in our panels' titles.
     A matplotlib Figure on the Agg canvas (7 in wide, 8-point text)."""
     import seaborn as sns
@@ -186,6 +212,10 @@ def plot_compute(runs: pd.DataFrame, scale: str, paper: pd.DataFrame | None = No
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+    from .pos_emb_figure import data_set_name
+
+    data = ", ".join(sorted({data_set_name(d) for d in runs["data"]})) if "data" in runs else "?"
+    runs = by_configuration(runs)
     measures = [m for m in MEASURES if m in runs.columns and runs[m].notna().any()]
     panels = (1 if paper is not None else 0) + len(measures)
     fig = Figure(figsize=(7.0, 2.9), layout="constrained")
@@ -193,9 +223,6 @@ def plot_compute(runs: pd.DataFrame, scale: str, paper: pd.DataFrame | None = No
     axes = list(fig.subplots(1, panels, squeeze=False)[0])
     handles = {}
     markers = {"ViT": "o", "BiT": "s", "hybrid": "^"}
-    from .pos_emb_figure import data_set_name
-
-    data = ", ".join(sorted({data_set_name(d) for d in runs["data"]})) if "data" in runs else "?"
     with sns.plotting_context("paper", font_scale=0.8):
         if paper is not None:
             ax = axes.pop(0)
@@ -216,6 +243,8 @@ def plot_compute(runs: pd.DataFrame, scale: str, paper: pd.DataFrame | None = No
                 pts = runs[runs["family"] == fam]
                 sc = ax.scatter(pts["pretrain_pflops"], 100 * pts[m], marker=markers[fam], s=16,
                                 color=PALETTE[fam], label=f"ours {fam}", zorder=3)
+                ax.errorbar(pts["pretrain_pflops"], 100 * pts[m], yerr=100 * pts[f"{m}_std"].fillna(0), fmt="none",
+                            ecolor=PALETTE[fam], elinewidth=0.8, capsize=2, zorder=2)
                 front = frontier(pts, m, "pretrain_pflops")
                 ax.plot(front["pretrain_pflops"], 100 * front[m], lw=1, color=PALETTE[fam], alpha=0.7)
                 handles[f"ours {fam}"] = sc
@@ -257,4 +286,4 @@ def write_report(runs_csv: Path, paper_csv: Path | None, out_dir: Path, scale: s
 
 
 __all__ = ["FAMILIES", "MEASURES", "family_of", "load_compute_runs", "frontier", "accuracy_at", "compute_to_reach",
-           "versus", "compute_markdown", "plot_compute", "write_report"]
+           "by_configuration", "versus", "compute_markdown", "plot_compute", "write_report"]
