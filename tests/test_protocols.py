@@ -33,7 +33,9 @@ def shapes(tmp_path_factory):
 def test_a_scale_grid_replaces_the_top_level_grid_and_section_cells_replace_the_section():
     exp = Experiment(EXP / "data_size_scaling.yaml")
     cpu = exp.expand("cpu")
-    assert [r.config["data"]["train_size"] for r in cpu] == [1000, 1000, 4000, 4000, 16000, 16000, 49000, 49000]
+    sizes = [1000, 1000, 4000, 4000, 16000, 16000, 49000, 49000]
+    assert [r.config["data"]["train_size"] for r in cpu] == sizes * 2  # training seeds 0 (the base's) and 1
+    assert [r.config["seed"] for r in cpu] == [0] * 8 + [1] * 8 and cpu[9].run_id.startswith("R50x1-1000-1-")
     assert [r.config["model"] for r in cpu[:2]] == [{"name": "ViT-C/4"}, {"name": "R50x1"}]  # base's dropout gone
     assert cpu[1].run_id.startswith("R50x1-1000-") and cpu[0].run_id.startswith("ViT_C_4-1000-")
     assert len(exp.expand("smoke")) == 4 and all(r.task == "pretrain" for r in cpu)
