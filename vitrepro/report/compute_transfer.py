@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import save_figure, write_text
-from .runs import failed_runs_markdown, load_scale, mean_std_text, source_name, split_failed
+from .runs import failed_runs_markdown, load_scale, mean_std_text, seed_stats, source_name, split_failed
 
 FAMILIES = ("ViT", "BiT", "hybrid")
 MEASURES = {"fewshot_5": "5-shot linear", "ft_top1": "fine-tuned top-1"}
@@ -48,15 +48,15 @@ def load_compute_runs(runs_csv: Path, scale: str) -> pd.DataFrame:
 def by_configuration(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per model x budget (family, model, steps) of ``runs`` (one per training seed): ``n`` and
     ``seeds``; the compute columns (the same for every seed); the mean wall times and images/s; and each
-    accuracy (fractions) as the mean over the seeds with ``<measure>_std`` beside it (NaN for one seed)."""
+    accuracy (fractions) as the mean over the seeds with ``<measure>_std`` beside it (``report.runs.seed_stats``;
+    0 for one seed)."""
     keys, rows = ["family", "model", "steps"], []
     for key, g in runs.groupby(keys, sort=False):
         row = dict(zip(keys, key), n=len(g),
                    seeds=",".join(str(int(v)) for v in sorted(g["seed"])) if "seed" in g else "")
         row.update({c: g[c].iloc[0] for c in ("gflops", "pretrain_flops", "pretrain_pflops") if c in g})
         row.update({c: g[c].mean() for c in ("pretrain_wall_s", "wall_s", "images_per_s") if c in g})
-        for m in [m for m in ("fewshot_5", "top1", "ft_top1") if m in g]:
-            row[m], row[f"{m}_std"] = g[m].mean(), g[m].std(ddof=1)
+        row.update({k: v / 100 for k, v in seed_stats(g, ("fewshot_5", "top1", "ft_top1")).items()})
         rows.append(row)
     return pd.DataFrame(rows)
 
