@@ -7,6 +7,7 @@
 ``pool_curves``: class token vs global average pooling over learning rates (Figure 9, App. D.3).
 ``model_scaling``: one dimension of a ViT scaled at a time (Figure 8, App. D.2).
 ``optimizer``: ResNets pre-trained with Adam vs SGD (Table 7, App. D.1).
+``transfer``: a checkpoint fine-tuned and probed on another data set (Sec. 3.2, Tables 2, 5, 6).
 ``recipe``: the from-scratch recipe comparison on CIFAR-10 (not a result of the paper; DeiT's recipe).
 ``inspection``: the inspection figures of Sec. 4.5 (Figures 6, 7), ``vitrepro analyze``.
 ``figures``: every report and figure redrawn from results, ``vitrepro figures``.
@@ -40,6 +41,7 @@ REPORT_KINDS: dict[str, ReportKind] = {
     "optimizer_table7": ReportKind("optimizer", ("optimizer",)),
     "model_scaling": ReportKind("model_scaling"),
     "mpp_comparison": ReportKind("mpp_comparison", ("task",)),
+    "transfer": ReportKind("transfer"),
 }
 
 
