@@ -47,13 +47,18 @@ def _cell(mean: float, std: float, n: float) -> str:
     return "–" if pd.isna(mean) else mean_std_text(mean, std, int(n))
 
 
+def seeds_per_cell(runs: pd.DataFrame) -> str:
+    """The training seeds a (model, train_size) cell has: ``"2"``, or ``"1-2"`` where cells differ."""
+    seeds = runs.groupby(["model", "train_size"]).size()
+    return str(seeds.min()) if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
+
+
 def scaling_markdown(runs: pd.DataFrame, scale: str, runs_csv: Path) -> str:
     """The markdown report (see the module docstring)."""
     table = scaling_table(runs)
     groups = runs.groupby(["train_size", "model"])[[m for m in MEASURES if m in runs.columns]]
     std, count = groups.std().mul(100).unstack("model"), groups.count().unstack("model")
-    seeds = runs.groupby(["model", "train_size"]).size()
-    n_text = str(seeds.min()) if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
+    n_text = seeds_per_cell(runs)
     models = list(dict.fromkeys(runs["model"]))
     measures = [m for m in MEASURES if m in table.columns.get_level_values(0)]
     lines = [f"# Data-size scaling (Figures 3 and 4), scale `{scale}`", "", f"Source runs: `{source_name(runs_csv)}` (in the results folder)", ""]
@@ -125,8 +130,7 @@ def plot_scaling(runs: pd.DataFrame, scale: str, paper: pd.DataFrame | None = No
             ax.set_ylabel("accuracy (%)", fontsize=8)
         colors = dict(zip(sorted(ours["model"].unique()), sns.color_palette("deep", ours["model"].nunique())))
         sizes = sorted(ours["train_size"].unique())
-        seeds = ours.groupby(["model", "train_size"]).size()
-        n_text = str(seeds.min()) if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
+        n_text = seeds_per_cell(ours)
         n_text += " seed" if n_text == "1" else " seeds"
         for ax, m in zip(axes, measures):
             stats = ours.groupby(["model", "train_size"])[m].agg(["mean", "std"]).mul(100).reset_index()
@@ -166,4 +170,4 @@ def write_report(runs_csv: Path, paper_csv: Path | None, out_dir: Path, scale: s
     return [md, png]
 
 
-__all__ = ["MEASURES", "load_scaling_runs", "scaling_table", "scaling_markdown", "plot_scaling", "write_report"]
+__all__ = ["MEASURES", "load_scaling_runs", "scaling_table", "scaling_markdown", "plot_scaling", "seeds_per_cell", "write_report"]
