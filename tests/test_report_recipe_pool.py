@@ -132,27 +132,3 @@ def test_the_same_runs_draw_the_same_figure_byte_for_byte(tmp_path):
     second = recipe.write_report(csv, None, tmp_path / "b", "cpu")[1].read_bytes()
     assert first == second  # the dots of the seeds are placed, not randomly jittered
 
-
-def test_the_transfer_report_pairs_seeds_by_data_content_and_keeps_lr_protocols_apart(tmp_path):
-    from vitrepro.report import transfer
-
-    shapes = "imagefolder ImageFolder tree at {} (train 1200, test 400, fingerprint ebab0d13a826)"
-    grid = "0.003: 0.2750; 0.01: 0.2667; 0.03: 0.2750"
-    ckpt = "results/data_size_scaling/runs/{}/checkpoints/last.ckpt"
-    common = {"ft_dataset": "imagefolder", "ft_steps": 200}
-    csv = _write_runs(tmp_path / "transfer", [  # seed 1 ran from another checkout: same data, another path
-        {"run_id": "aaaa", "seed": 0, "data": shapes.format("/a/data/shapes"), "ft_sweep": grid, "ft_lr": 0.003,
-         "init": ckpt.format("ViT_C_4-49000-5c4c"), "fewshot_5": 0.23, "ft_top1": 0.25, **common},
-        {"run_id": "bbbb", "seed": 1, "data": shapes.format("/b/data/shapes"), "ft_sweep": grid, "ft_lr": 0.01,
-         "init": ckpt.format("ViT_C_4-49000-1-7693"), "fewshot_5": 0.25, "ft_top1": 0.27, **common},
-        {"run_id": "cccc", "seed": 0, "model": "R50x1", "data": shapes.format("/a/data/shapes"), "ft_sweep": None,
-         "ft_lr": 0.03, "init": ckpt.format("R50x1-49000-6e64"), "fewshot_5": 0.24, "ft_top1": 0.38, **common},
-        {"run_id": "dddd", "seed": 1, "data": "cifar10 tree (fingerprint 5994497ca2b4)", "ft_sweep": grid,
-         "ft_lr": 0.003, "init": ckpt.format("ViT_C_4-49000-1-7693"), "fewshot_5": 0.5, "ft_top1": 0.9, **common}])
-    md, png = transfer.write_report(csv, None, csv.parent, "cpu")
-    text = md.read_text()
-    assert ("| ViT-C/4 | imagefolder (ebab0d13a826) | 200, grid 0.003, 0.01, 0.03 | 2 (0,1) | 24.00 ± 1.41 | "
-            "26.00 ± 1.41 | 0.003, 0.01 | 1.0 | `ViT_C_4-49000-5c4c`, `ViT_C_4-49000-1-7693` |") in text
-    assert "| R50x1 | imagefolder (ebab0d13a826) | 200, fixed 0.03 | 1 (0) | 24.00 | 38.00 | 0.03 |" in text
-    assert "| ViT-C/4 | imagefolder (5994497ca2b4) | 200, grid 0.003, 0.01, 0.03 | 1 (1) | 50.00 | 90.00 |" in text
-    assert "99.00" in text and png.stat().st_size > 0  # the paper's CIFAR-10 number, in words

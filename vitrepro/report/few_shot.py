@@ -1,21 +1,25 @@
 """Few-shot linear accuracy against the number of shots (Sec. 4.1 "Metrics", App. B.2): the curves of
 ``experiments/few_shot.yaml``.
 
-Reads its ``runs.csv`` (one row per checkpoint; ``fewshot_<k>`` and ``fewshot_<k>_std`` as fractions, mean
-and std over the few-shot seeds) and writes, per scale, ``few_shot_<scale>.md`` (a table: one row per
-checkpoint, one column per number of shots, in percent) and ``few_shot_<scale>.png`` (accuracy against
-shots on a log axis, one line per checkpoint, error bars the std over seeds, chance drawn). The paper
-tabulates no few-shot curve (Figure 4's points are not given as numbers), so none is drawn beside ours.
+Reads its ``runs.csv`` (one row per probed checkpoint; ``fewshot_<k>`` and ``fewshot_<k>_std`` as fractions,
+mean and std over the few-shot draws) and writes, per scale, ``few_shot_<scale>.md`` (one row per pre-training
+configuration, its training seeds averaged: n and mean ± std for each number of shots, in percent) and
+``few_shot_<scale>.png`` (accuracy against shots on a log axis, one line per configuration, error bars the std
+over training seeds, chance drawn). A checkpoint's configuration is its run's grid cell less the seed, read from
+the run's record in the same results folder. The paper tabulates no few-shot curve (Figure 4's points are not
+given as numbers), so none is drawn beside ours.
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pandas as pd
 
 from ..atomic import save_figure, write_text
-from .runs import load_scale, source_name, split_failed
+from ..experiments.records import read_record, section_label
+from .runs import load_scale, mean_std_text, provenance, seed_stats, source_name, split_failed
 
 
 def shots_of(runs: pd.DataFrame) -> list[int]:
@@ -46,38 +50,85 @@ def load_few_shot_runs(runs_csv: Path, scale: str) -> pd.DataFrame:
     return runs
 
 
+def pretraining(row, results_dir: Path) -> tuple[str, str]:
+    """``(key, label)`` of the pre-training configuration of the checkpoint ``row`` probed, from the record
+    of its run (``<results_dir>/<experiment>/runs/<run id>/record.json``): the run's grid cell without its
+    training seed, so the seeds of one configuration share a key; label ``R50x1 from data_size_scaling:
+    train_size=1000``. A checkpoint that is no run there (a file, a run elsewhere) is its own configuration,
+    labelled as ``curve_label``."""
+    ckpt = getattr(row, "checkpoint", None)
+    ckpt = ckpt if isinstance(ckpt, str) and ckpt else getattr(row, "init", None)
+    path = Path(str(ckpt)) if isinstance(ckpt, str) and ckpt and ckpt != "None" else None
+    if path is not None and path.parent.name == "checkpoints":
+        path = path.parents[1]
+    record = (read_record(Path(results_dir) / path.parents[1].name / "runs" / path.name)
+              if path is not None and path.parent.name == "runs" else None)
+    if not record or record.get("cell") is None:
+        return curve_label(row), curve_label(row)
+    cell = {k: v for k, v in record["cell"].items() if k != "seed"}
+    fields = ", ".join(f"{k}={section_label(v) if isinstance(v, dict) else v}" for k, v in cell.items() if k != "model")
+    experiment = record.get("experiment", path.parents[1].name)
+    return (f"{row.model} | {experiment} | {json.dumps(cell, sort_keys=True)}",
+            f"{row.model} from {experiment}" + (f": {fields}" if fields else ""))
+
+
+def summarize(runs: pd.DataFrame, results_dir: Path) -> pd.DataFrame:
+    """One row per pre-training configuration (``pretraining``), in first-seen order: label, n, seeds, the
+    probed runs, and for every number of shots k the mean and std over training seeds of ``fewshot_<k>``
+    (each run's own value the mean over its few-shot draws), in percent."""
+    shots = shots_of(runs)
+    keys = [pretraining(r, results_dir) for r in runs.itertuples()]
+    runs = runs.assign(key=[k for k, _ in keys], label=[label for _, label in keys])
+    rows = []
+    for _, g in runs.groupby("key", sort=False):
+        g = g.sort_values("seed") if "seed" in g else g
+        seeds = [int(s) for s in g["seed"]] if "seed" in g else [0] * len(g)
+        probed = [pretraining_run(r) for r in g.itertuples()]
+        rows.append({"label": g["label"].iloc[0], "n": len(g), "seeds": ",".join(map(str, seeds)),
+                     "runs": ", ".join(f"`{p}` (seed {s})" for p, s in zip(probed, seeds)),
+                     **seed_stats(g, [f"fewshot_{k}" for k in shots])})
+    return pd.DataFrame(rows)
+
+
+def pretraining_run(row) -> str:
+    """The name of the run (or file) whose checkpoint ``row`` probed: ``curve_label`` less the model."""
+    return curve_label(row).split(" from ", 1)[1]
+
+
 def few_shot_markdown(runs: pd.DataFrame, scale: str, runs_csv: Path) -> str:
     shots = shots_of(runs)
-    hw = ", ".join(sorted(set(runs["hardware"].astype(str)))) if "hardware" in runs else "?"
-    data = ", ".join(sorted(set(runs["data"].astype(str)))) if "data" in runs else "?"
-    seeds = int(runs["seed"].nunique()) if "seed" in runs else 1
+    table = summarize(runs, Path(runs_csv).parent.parent)
     lines = [f"# Few-shot linear accuracy against shots, scale `{scale}`", "", f"Source runs: `{source_name(runs_csv)}` (in the results folder)", "",
-             f"{len(runs)} checkpoints; hardware {hw}; data {data}. Percent on the test split, mean ± std over the "
-             f"few-shot draws (training seed {', '.join(map(str, sorted(set(runs['seed']))))}"
-             f"{'' if seeds == 1 else 's'}).", "",
-             "| checkpoint | " + " | ".join(f"{k}-shot" for k in shots) + " |", "|---|" + "---|" * len(shots)]
-    for r in runs.itertuples():
-        lines.append(f"| {curve_label(r)} | " + " | ".join(
-            f"{100 * getattr(r, f'fewshot_{k}'):.2f} ± {100 * getattr(r, f'fewshot_{k}_std', 0):.2f}" for k in shots) + " |")
+             f"{len(runs)} probed checkpoints. {provenance(runs)}. Percent on the test split: a run's accuracy is the "
+             "mean over its few-shot draws (their std is in runs.csv); a row gives the mean ± std over the training "
+             "seeds of one pre-training configuration, with n.", "",
+             "| checkpoint (pre-training) | n (training seeds) | " + " | ".join(f"{k}-shot" for k in shots) + " |",
+             "|---|---|" + "---|" * len(shots)]
+    for r in table.itertuples():
+        lines.append(f"| {r.label} | {r.n} ({r.seeds}) | " + " | ".join(
+            mean_std_text(getattr(r, f"fewshot_{k}"), getattr(r, f"fewshot_{k}_std"), r.n) for k in shots) + " |")
+    lines += ["", "Probed runs: " + "; ".join(f"{r.label}: {r.runs}" for r in table.itertuples()) + "."]
     return "\n".join(lines) + "\n"
 
 
-def plot_few_shot(runs: pd.DataFrame, scale: str):
-    """Accuracy (%) against shots per class (log axis), one line per checkpoint, std over draws as error
-    bars, chance as a dashed line. A matplotlib Figure on the Agg canvas."""
+def plot_few_shot(runs: pd.DataFrame, scale: str, results_dir: Path):
+    """Accuracy (%) against shots per class (log axis), one line per pre-training configuration (the mean
+    over its training seeds; error bars their std, none for n = 1), chance as a dashed line. A matplotlib
+    Figure on the Agg canvas."""
     import seaborn as sns
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     shots = shots_of(runs)
+    table = summarize(runs, results_dir)
     fig = Figure(figsize=(4.6, 3.4), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    colors = sns.color_palette("deep", len(runs))
-    for color, r in zip(colors, runs.itertuples()):
-        ax.errorbar(shots, [100 * getattr(r, f"fewshot_{k}") for k in shots],
-                    yerr=[100 * getattr(r, f"fewshot_{k}_std", 0) for k in shots], marker="o", ms=3, lw=1.2,
-                    capsize=2, color=color, label=curve_label(r))
+    colors = sns.color_palette("deep", len(table))
+    for color, r in zip(colors, table.itertuples()):
+        ax.errorbar(shots, [getattr(r, f"fewshot_{k}") for k in shots],
+                    yerr=[getattr(r, f"fewshot_{k}_std") if r.n > 1 else 0 for k in shots], marker="o", ms=3, lw=1.2,
+                    capsize=2, color=color, label=f"{r.label} (n={r.n})")
     classes = re.search(r"^(cifar10|cifar100)", str(runs["data"].iloc[0])) if "data" in runs else None
     if classes:
         ax.axhline(100 / (10 if classes[1] == "cifar10" else 100), ls="--", lw=0.8, color="grey", label="chance")
@@ -87,7 +138,8 @@ def plot_few_shot(runs: pd.DataFrame, scale: str):
     from .pos_emb_figure import data_set_name
 
     data = data_set_name(runs["data"].iloc[0]) if "data" in runs else "?"
-    ax.set_title(f"Few-shot linear probe of frozen pre-logits (Sec. 4.1, App. B.2), scale {scale}\n{data}, test split", fontsize=7)
+    ax.set_title(f"Few-shot linear probe of frozen pre-logits (Sec. 4.1, App. B.2), scale {scale}\n{data}, test split; "
+                 "error bars: std over training seeds", fontsize=7)
     ax.set_xlabel("shots per class", fontsize=8)
     ax.set_ylabel("top-1 accuracy (%)", fontsize=8)
     ax.tick_params(labelsize=7)
@@ -103,8 +155,9 @@ def write_report(runs_csv: Path, paper_csv: Path | None, out_dir: Path, scale: s
     out_dir.mkdir(parents=True, exist_ok=True)
     md, png = out_dir / f"few_shot_{scale}.md", out_dir / f"few_shot_{scale}.png"
     write_text(md, few_shot_markdown(runs, scale, runs_csv))
-    save_figure(plot_few_shot(runs, scale), png)
+    save_figure(plot_few_shot(runs, scale, Path(runs_csv).parent.parent), png)
     return [md, png]
 
 
-__all__ = ["shots_of", "curve_label", "load_few_shot_runs", "few_shot_markdown", "plot_few_shot", "write_report"]
+__all__ = ["shots_of", "curve_label", "pretraining", "pretraining_run", "summarize", "load_few_shot_runs", "few_shot_markdown",
+           "plot_few_shot", "write_report"]
