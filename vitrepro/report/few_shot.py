@@ -121,7 +121,7 @@ def plot_few_shot(runs: pd.DataFrame, scale: str, results_dir: Path):
 
     shots = shots_of(runs)
     table = summarize(runs, results_dir)
-    fig = Figure(figsize=(4.6, 3.4), layout="constrained")
+    fig = Figure(figsize=(5.0, 3.8), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     colors = sns.color_palette("deep", len(table))
@@ -143,7 +143,7 @@ def plot_few_shot(runs: pd.DataFrame, scale: str, results_dir: Path):
     ax.set_xlabel("shots per class", fontsize=8)
     ax.set_ylabel("top-1 accuracy (%)", fontsize=8)
     ax.tick_params(labelsize=7)
-    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize=6, frameon=False)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=1, fontsize=6, frameon=False)
     return fig
 
 
