@@ -95,9 +95,9 @@ def pretraining_run(row) -> str:
     return curve_label(row).split(" from ", 1)[1]
 
 
-def few_shot_markdown(runs: pd.DataFrame, scale: str, runs_csv: Path) -> str:
+def few_shot_markdown(table: pd.DataFrame, runs: pd.DataFrame, scale: str, runs_csv: Path) -> str:
+    """The markdown report of ``table`` (``summarize`` of ``runs``)."""
     shots = shots_of(runs)
-    table = summarize(runs, Path(runs_csv).parent.parent)
     lines = [f"# Few-shot linear accuracy against shots, scale `{scale}`", "", f"Source runs: `{source_name(runs_csv)}` (in the results folder)", "",
              f"{len(runs)} probed checkpoints. {provenance(runs)}. Percent on the test split: a run's accuracy is the "
              "mean over its few-shot draws (their std is in runs.csv); a row gives the mean ± std over the training "
@@ -111,16 +111,15 @@ def few_shot_markdown(runs: pd.DataFrame, scale: str, runs_csv: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_few_shot(runs: pd.DataFrame, scale: str, results_dir: Path):
-    """Accuracy (%) against shots per class (log axis), one line per pre-training configuration (the mean
-    over its training seeds; error bars their std, none for n = 1), chance as a dashed line. A matplotlib
-    Figure on the Agg canvas."""
+def plot_few_shot(table: pd.DataFrame, runs: pd.DataFrame, scale: str):
+    """Accuracy (%) against shots per class (log axis), one line per pre-training configuration of ``table``
+    (``summarize`` of ``runs``: the mean over its training seeds; error bars their std, none for n = 1),
+    chance as a dashed line. A matplotlib Figure on the Agg canvas."""
     import seaborn as sns
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     shots = shots_of(runs)
-    table = summarize(runs, results_dir)
     fig = Figure(figsize=(5.0, 3.8), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
@@ -154,8 +153,9 @@ def write_report(runs_csv: Path, paper_csv: Path | None, out_dir: Path, scale: s
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     md, png = out_dir / f"few_shot_{scale}.md", out_dir / f"few_shot_{scale}.png"
-    write_text(md, few_shot_markdown(runs, scale, runs_csv))
-    save_figure(plot_few_shot(runs, scale, Path(runs_csv).parent.parent), png)
+    table = summarize(runs, Path(runs_csv).parent.parent)  # the records beside runs_csv's folder
+    write_text(md, few_shot_markdown(table, runs, scale, runs_csv))
+    save_figure(plot_few_shot(table, runs, scale), png)
     return [md, png]
 
 
