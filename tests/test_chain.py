@@ -121,14 +121,18 @@ def test_a_batch_that_does_not_split_over_the_devices_is_refused(tmp_path, capsy
 @pytest.mark.slow  # writes the default shapes tree (1,600 images)
 def test_the_readme_transfer_commands_name_the_committed_runs(shapes_tree, capsys):
     """Without --data.dataset (auto) and with init.run instead of a path, the README's commands still give
-    the committed runs' ids: running them with --results-dir results skips those runs."""
+    the committed runs' ids, for training seed 0 and for seed 1 (``--seed=1`` from the seed-1 checkpoints):
+    running them with --results-dir results skips those runs."""
     committed = set(pd.read_csv(ROOT / "results" / "transfer" / "runs.csv")["run_id"])
     common = ["run", str(EXP / "transfer.yaml"), "--scale", "cpu", "--data-root", str(shapes_tree),
               "--data.val_fraction=0.1", "--results-dir", str(ROOT / "results"), "--dry-run"]
     ids = set()
-    for extra in ([], ["--init.run=data_size_scaling/R50x1-49000", "--model.name=R50x1", "--finetune.lrs=null",
+    for seed, suffix in ((0, ""), (1, "-1")):
+        seeded = [f"--seed={seed}"] if seed else []
+        for extra in ([f"--init.run=data_size_scaling/ViT_C_4-49000{suffix}"] if seed else [],
+                      [f"--init.run=data_size_scaling/R50x1-49000{suffix}", "--model.name=R50x1", "--finetune.lrs=null",
                        "--finetune.lr=0.03"]):
-        capsys.readouterr()
-        assert main(common + extra) == 0
-        ids |= {d["run_id"] for d in yaml.safe_load_all(capsys.readouterr().out) if d}
+            capsys.readouterr()
+            assert main(common + seeded + extra) == 0
+            ids |= {d["run_id"] for d in yaml.safe_load_all(capsys.readouterr().out) if d}
     assert ids == committed
