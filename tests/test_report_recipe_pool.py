@@ -131,4 +131,3 @@ def test_the_same_runs_draw_the_same_figure_byte_for_byte(tmp_path):
     first = recipe.write_report(csv, None, tmp_path / "a", "cpu")[1].read_bytes()
     second = recipe.write_report(csv, None, tmp_path / "b", "cpu")[1].read_bytes()
     assert first == second  # the dots of the seeds are placed, not randomly jittered
-

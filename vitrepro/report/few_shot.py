@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..atomic import save_figure, write_text
 from ..experiments.records import read_record, section_label
-from .runs import load_scale, mean_std_text, provenance, seed_stats, source_name, split_failed
+from .runs import checkpoint_run, load_scale, mean_std_text, provenance, seed_stats, source_name, split_failed
 
 
 def shots_of(runs: pd.DataFrame) -> list[int]:
@@ -27,16 +27,17 @@ def shots_of(runs: pd.DataFrame) -> list[int]:
     return sorted(int(m[1]) for c in runs.columns if (m := re.fullmatch(r"fewshot_(\d+)", c)))
 
 
+def probed_checkpoint(row) -> str | None:
+    """The checkpoint a row probed: its grid cell's ``checkpoint``, else the file the run loaded (``init``);
+    None for a random initialization."""
+    ckpt = getattr(row, "checkpoint", None)
+    ckpt = ckpt if isinstance(ckpt, str) and ckpt else getattr(row, "init", None)
+    return ckpt if isinstance(ckpt, str) and ckpt and ckpt != "None" else None
+
+
 def curve_label(row) -> str:
     """``<model> from <checkpoint's run id or file>`` (``random init`` without one)."""
-    ckpt = getattr(row, "checkpoint", None)  # a grid cell's checkpoint, else the file the run loaded
-    ckpt = ckpt if isinstance(ckpt, str) and ckpt else getattr(row, "init", None)
-    if isinstance(ckpt, str) and ckpt and ckpt != "None":
-        path = Path(ckpt)
-        source = path.parents[1].name if path.parent.name == "checkpoints" and len(path.parents) > 1 else path.name
-    else:
-        source = "random init"
-    return f"{row.model} from {source}"
+    return f"{row.model} from {checkpoint_run(probed_checkpoint(row))}"
 
 
 def load_few_shot_runs(runs_csv: Path, scale: str) -> pd.DataFrame:
@@ -56,9 +57,8 @@ def pretraining(row, results_dir: Path) -> tuple[str, str]:
     training seed, so the seeds of one configuration share a key; label ``R50x1 from data_size_scaling:
     train_size=1000``. A checkpoint that is no run there (a file, a run elsewhere) is its own configuration,
     labelled as ``curve_label``."""
-    ckpt = getattr(row, "checkpoint", None)
-    ckpt = ckpt if isinstance(ckpt, str) and ckpt else getattr(row, "init", None)
-    path = Path(str(ckpt)) if isinstance(ckpt, str) and ckpt and ckpt != "None" else None
+    ckpt = probed_checkpoint(row)
+    path = Path(ckpt) if ckpt else None
     if path is not None and path.parent.name == "checkpoints":
         path = path.parents[1]
     record = (read_record(Path(results_dir) / path.parents[1].name / "runs" / path.name)
@@ -83,16 +83,11 @@ def summarize(runs: pd.DataFrame, results_dir: Path) -> pd.DataFrame:
     for _, g in runs.groupby("key", sort=False):
         g = g.sort_values("seed") if "seed" in g else g
         seeds = [int(s) for s in g["seed"]] if "seed" in g else [0] * len(g)
-        probed = [pretraining_run(r) for r in g.itertuples()]
+        probed = [checkpoint_run(probed_checkpoint(r)) for r in g.itertuples()]
         rows.append({"label": g["label"].iloc[0], "n": len(g), "seeds": ",".join(map(str, seeds)),
                      "runs": ", ".join(f"`{p}` (seed {s})" for p, s in zip(probed, seeds)),
                      **seed_stats(g, [f"fewshot_{k}" for k in shots])})
     return pd.DataFrame(rows)
-
-
-def pretraining_run(row) -> str:
-    """The name of the run (or file) whose checkpoint ``row`` probed: ``curve_label`` less the model."""
-    return curve_label(row).split(" from ", 1)[1]
 
 
 def few_shot_markdown(table: pd.DataFrame, runs: pd.DataFrame, scale: str, runs_csv: Path) -> str:
@@ -159,5 +154,5 @@ def write_report(runs_csv: Path, paper_csv: Path | None, out_dir: Path, scale: s
     return [md, png]
 
 
-__all__ = ["shots_of", "curve_label", "pretraining", "pretraining_run", "summarize", "load_few_shot_runs", "few_shot_markdown",
+__all__ = ["shots_of", "curve_label", "pretraining", "probed_checkpoint", "summarize", "load_few_shot_runs", "few_shot_markdown",
            "plot_few_shot", "write_report"]

@@ -84,6 +84,16 @@ def mean_std_text(mean: float, std: float, n: int) -> str:
     return f"{mean:.2f}" + (f" ± {std:.2f}" if n > 1 and not pd.isna(std) else "")
 
 
+def checkpoint_run(checkpoint) -> str:
+    """The run a checkpoint path names, as reports show it: the folder above ``checkpoints/``
+    (``.../R50x1-1000-e504ab50/checkpoints/last.ckpt``), else the last path part (a run folder, a file);
+    ``random init`` for none (NaN, empty, ``"None"``)."""
+    if not isinstance(checkpoint, str) or not checkpoint.strip() or checkpoint == "None":
+        return "random init"
+    path = Path(checkpoint)
+    return path.parents[1].name if path.parent.name == "checkpoints" and len(path.parents) > 1 else path.name
+
+
 def provenance(runs: pd.DataFrame) -> str:
     """``Hardware <...>; data <...>`` of a report's runs (each distinct value once)."""
     hw = ", ".join(sorted(set(runs["hardware"].astype(str)))) if "hardware" in runs else "?"
@@ -127,5 +137,5 @@ def split_failed(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return runs[status == "finished"].reset_index(drop=True), runs[status == "failed"].reset_index(drop=True)
 
 
-__all__ = ["bars_with_seeds", "failed_runs_markdown", "load_scale", "mean_std_text", "one_configuration", "provenance", "seed_stats", "source_name",
+__all__ = ["bars_with_seeds", "checkpoint_run", "failed_runs_markdown", "load_scale", "mean_std_text", "one_configuration", "provenance", "seed_stats", "source_name",
            "split_failed", "write_md_png"]

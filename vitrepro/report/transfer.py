@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .runs import (bars_with_seeds, failed_runs_markdown, load_scale, mean_std_text, provenance, seed_stats,
+from .runs import (bars_with_seeds, checkpoint_run, failed_runs_markdown, load_scale, mean_std_text, provenance, seed_stats,
                    source_name, split_failed, write_md_png)
 
 FINDING = ("The paper (Table 6; ViT-B/16 pre-trained 7 epochs on JFT-300M, fine-tuned at 384 px): CIFAR-10 99.00, "
@@ -42,15 +42,6 @@ def lr_protocol(row) -> str:
     return f"fixed {row['ft_lr']:g}"
 
 
-def pretrained_run(init) -> str:
-    """The pre-training run a checkpoint path names: the folder above ``checkpoints/`` (else the file name);
-    ``random init`` for none."""
-    if pd.isna(init) or not str(init).strip():
-        return "random init"
-    path = Path(str(init))
-    return path.parent.parent.name if path.parent.name == "checkpoints" else path.name
-
-
 def configurations(runs: pd.DataFrame) -> pd.DataFrame:
     """``runs`` with ``downstream`` (data fingerprint) and ``lrs`` (``lr_protocol``) columns and ``key``, the
     configuration a run belongs to: model, ``ft_dataset``, fingerprint, ``ft_steps``, learning-rate protocol."""
@@ -70,7 +61,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
                      "ft_steps": int(r["ft_steps"]), "lrs": r["lrs"], "n": len(g),
                      "seeds": ",".join(str(int(s)) for s in g["seed"]),
                      "lr_used": ", ".join(f"{lr:g}" for lr in g["ft_lr"]),
-                     "pretrained": ", ".join(f"`{pretrained_run(i)}`" for i in g["init"]),
+                     "pretrained": ", ".join(f"`{checkpoint_run(i)}`" for i in g["init"]),
                      "wall_min": g["wall_s"].mean() / 60, **seed_stats(g, MEASURES)})
     return pd.DataFrame(rows)
 
@@ -120,5 +111,5 @@ def write_report(runs_csv: Path, paper_csv: Path | None, out_dir: Path, scale: s
                         plot_transfer(runs, scale))
 
 
-__all__ = ["FINDING", "MEASURES", "configurations", "fingerprint", "lr_protocol", "plot_transfer", "pretrained_run",
+__all__ = ["FINDING", "MEASURES", "configurations", "fingerprint", "lr_protocol", "plot_transfer",
            "summarize", "transfer_markdown", "write_report"]
